@@ -1,0 +1,33 @@
+package lb
+
+import (
+	"hash/crc32"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// HashFunc maps a key to a 64-bit position. It must be deterministic across
+// processes and releases (every client must agree on placement), must not
+// retain or modify its argument, and should not allocate.
+type HashFunc func(key string) uint64
+
+// XXHash is the default HashFunc: xxhash64 (XXH64, seed 0) of the key's bytes.
+func XXHash(key string) uint64 { return xxhash.Sum64String(key) }
+
+// CRC32 is the IEEE CRC-32 of the key's bytes, for compatibility with rings
+// built the classic way. Its values are below 2^32; it is slower to spread
+// than XXHash and balances slightly worse.
+func CRC32(key string) uint64 { return uint64(crc32.ChecksumIEEE(stringBytes(key))) }
+
+// stringBytes views s as a byte slice without copying. The slice must not
+// be modified.
+func stringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// bytesString views b as a string without copying. b must not be modified
+// while the string is in use.
+func bytesString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}

@@ -1,0 +1,191 @@
+package lb
+
+import (
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Maglev is Google's Maglev consistent hashing (Eisenbud et al., NSDI
+// 2016): a lookup table of TableSize slots, filled by letting each backend
+// claim slots in the order of its own permutation of the table, so that
+// every backend holds an almost equal share of slots (in proportion to its
+// weight). A lookup is one hash and one table read; when a backend is added
+// or removed, most keys of the others stay where they were (Maglev trades a
+// little movement between other backends for its balance).
+//
+// Each backend's permutation comes from XXH64 of its address: offset is
+// the low 32 bits modulo TableSize, skip the high 32 bits modulo
+// (TableSize-1), plus 1. Backends take their turns in order of address,
+// so the table does not depend on the order they are given in. A key's slot
+// is (XXH64(key) × TableSize) >> 64. These rules are part of the
+// compatibility promise: a golden test pins placements.
+//
+// The zero value is ready to use.
+type Maglev struct {
+	// TableSize is the number of slots: a prime, at least the number of
+	// backends; 0 means DefaultMaglevTableSize. The paper advises at least
+	// 100 slots per backend for balance within 1%.
+	TableSize int
+}
+
+// DefaultMaglevTableSize suits up to about 650 backends (100 slots each):
+// 65,537 slots, 512 KiB of table.
+const DefaultMaglevTableSize = 65537
+
+// MaxMaglevTableSize bounds TableSize (128 MiB of table).
+const MaxMaglevTableSize = 1 << 24
+
+// MaglevPicker is the Picker built by Maglev. It also implements
+// PreferenceLister.
+type MaglevPicker struct {
+	backends []*Backend
+	table    []*Backend
+	slots    []uint32 // backend index per slot, for AppendPreferences
+	m        uint64
+}
+
+// Build implements Builder.
+func (g Maglev) Build(backends []*Backend) (Picker, error) { return g.build(backends) }
+
+// New validates eps and builds a Maglev table over fresh backends, for use
+// without a Balancer.
+func (g Maglev) New(eps []Endpoint) (*MaglevPicker, error) {
+	bs, err := NewBackends(eps)
+	if err != nil {
+		return nil, err
+	}
+	return g.build(bs)
+}
+
+func (g Maglev) build(backends []*Backend) (*MaglevPicker, error) {
+	if err := checkBackends(backends); err != nil {
+		return nil, err
+	}
+	m := g.TableSize
+	if m == 0 {
+		m = DefaultMaglevTableSize
+	}
+	if m < 2 || m > MaxMaglevTableSize || !isPrime(uint64(m)) {
+		return nil, fmt.Errorf("%w: Maglev.TableSize is %d; it must be 0 (default %d) or a prime from 2 to %d", ErrInvalidConfig, g.TableSize, DefaultMaglevTableSize, MaxMaglevTableSize)
+	}
+	if m < len(backends) {
+		return nil, fmt.Errorf("%w: Maglev.TableSize %d is smaller than the number of backends (%d)", ErrInvalidConfig, m, len(backends))
+	}
+
+	// Turn order: by address, independent of the input order.
+	order := make([]int, len(backends))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(backends[a].addr, backends[b].addr) })
+
+	mm := uint64(m)
+	type perm struct{ next, skip uint64 }
+	perms := make([]perm, len(backends))
+	var maxW int64
+	for i, b := range backends {
+		h := xxhash.Sum64String(b.addr)
+		perms[i] = perm{next: uint64(uint32(h)) % mm, skip: (h>>32)%(mm-1) + 1}
+		maxW = max(maxW, int64(b.Weight()))
+	}
+	credit := make([]int64, len(backends))
+	const empty = ^uint32(0)
+	slots := make([]uint32, m)
+	for i := range slots {
+		slots[i] = empty
+	}
+	filled := 0
+	for filled < m {
+		for _, i := range order {
+			// Weights: every backend earns its weight in credit per round and
+			// takes one turn per maxW of credit, so the heaviest takes a turn
+			// every round and the others in proportion.
+			credit[i] += int64(backends[i].Weight())
+			if credit[i] < maxW {
+				continue
+			}
+			credit[i] -= maxW
+			pm := &perms[i]
+			for slots[pm.next] != empty {
+				pm.next += pm.skip
+				if pm.next >= mm {
+					pm.next -= mm
+				}
+			}
+			slots[pm.next] = uint32(i)
+			pm.next += pm.skip
+			if pm.next >= mm {
+				pm.next -= mm
+			}
+			if filled++; filled == m {
+				break
+			}
+		}
+	}
+	p := &MaglevPicker{backends: backends, slots: slots, table: make([]*Backend, m), m: mm}
+	for s, i := range slots {
+		p.table[s] = backends[i]
+	}
+	return p, nil
+}
+
+func (p *MaglevPicker) slot(key string) uint64 {
+	if key == "" {
+		return rand.Uint64N(p.m)
+	}
+	s, _ := bits.Mul64(xxhash.Sum64String(key), p.m)
+	return s
+}
+
+// Pick returns the backend of the key's slot. The empty key picks at
+// random, in proportion to weight.
+func (p *MaglevPicker) Pick(key string) (*Backend, error) {
+	return p.table[p.slot(key)], nil
+}
+
+// AppendPreferences appends to dst up to n distinct backends in the key's
+// order of preference: the backends of the table's slots from the key's
+// slot on, skipping those already listed. The first is Pick's answer. The
+// table's slots are filled in a well-mixed order, so the second choice of
+// the keys of any one backend spreads over the others about evenly (the
+// tests measure it). It allocates nothing when dst has room.
+func (p *MaglevPicker) AppendPreferences(dst []*Backend, key string, n int) []*Backend {
+	n = min(n, len(p.backends))
+	if n <= 0 {
+		return dst
+	}
+	s := int(p.slot(key))
+	m := len(p.slots)
+	return appendDistinct(dst, p.backends, n, m, func(step int) uint32 {
+		i := s + step
+		if i >= m {
+			i -= m
+		}
+		return p.slots[i]
+	})
+}
+
+// Backends returns the backends the picker was built over. The slice must
+// not be modified.
+func (p *MaglevPicker) Backends() []*Backend { return p.backends }
+
+// TableSize returns the number of slots.
+func (p *MaglevPicker) TableSize() int { return int(p.m) }
+
+// isPrime tests n by trial division (n is at most MaxMaglevTableSize).
+func isPrime(n uint64) bool {
+	if n < 2 {
+		return false
+	}
+	for d := uint64(2); d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}

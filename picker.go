@@ -1,0 +1,368 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Sentinel errors. Match them with errors.Is: the errors lb returns wrap
+// them with detail (which field, which address, which backends were tried).
+var (
+	// ErrNoEndpoints is returned by a pick when there is no backend to
+	// choose from: the endpoint set is empty, or every candidate was excluded.
+	ErrNoEndpoints = errors.New("lb: no endpoints")
+	// ErrInvalidEndpoint is wrapped by the error for an endpoint that fails
+	// validation: an empty or malformed address, a negative weight.
+	ErrInvalidEndpoint = errors.New("lb: invalid endpoint")
+	// ErrDuplicateEndpoint is wrapped by the error for an endpoint set that
+	// names the same address twice.
+	ErrDuplicateEndpoint = errors.New("lb: duplicate endpoint")
+	// ErrInvalidConfig is wrapped by the error for an invalid strategy or
+	// balancer setting (a nil Builder, a negative replica count, ...).
+	ErrInvalidConfig = errors.New("lb: invalid configuration")
+	// ErrClosed is returned by a Balancer that has been closed.
+	ErrClosed = errors.New("lb: balancer closed")
+)
+
+// Picker chooses a backend for one call. A Picker is an immutable snapshot
+// over a fixed set of backends: it is safe for concurrent use, and Pick
+// allocates nothing.
+//
+// key is the call's hash key (a user ID, a session, a cache key); it is
+// empty when the call has none. Strategies that do not hash ignore it; hash
+// strategies pick at random when it is empty.
+type Picker interface {
+	Pick(key string) (*Backend, error)
+}
+
+// PreferenceLister is implemented by the hash strategies' pickers (RingPicker,
+// MaglevPicker). AppendPreferences appends to dst up to n distinct backends
+// in the key's order of preference, the first being the one Pick returns,
+// and returns the extended slice. It allocates nothing when dst has room
+// for n more elements. Use it to place replicas of data on n nodes, or to
+// retry a keyed call on the key's next backend.
+type PreferenceLister interface {
+	AppendPreferences(dst []*Backend, key string, n int) []*Backend
+}
+
+// Builder turns a set of backends into a Picker. The slice passed to Build
+// is owned by the Builder from then on, and is never empty when a Balancer
+// calls Build. Each strategy in this package is a Builder: a small
+// configuration struct whose zero value means the defaults.
+type Builder interface {
+	Build(backends []*Backend) (Picker, error)
+}
+
+// Endpoint is one backend address as a resolver or the application
+// describes it.
+type Endpoint struct {
+	// Addr is "host:port". The host may be an IP address or a name; the port
+	// is required (a number or a service name).
+	Addr string
+	// Weight scales the backend's share for weighted strategies: a backend
+	// of weight 2 gets twice the traffic (and twice the ring replicas or
+	// Maglev slots) of one of weight 1. 0 means the default, 1. Negative
+	// weights are rejected.
+	Weight int
+	// Labels are free-form metadata (zone, version, canary). They are
+	// copied by Update and exposed read-only through Backend.Label.
+	Labels map[string]string
+}
+
+// MaxWeight is the largest weight accepted for an endpoint.
+const MaxWeight = 1 << 20
+
+// Addrs returns endpoints of weight 1 for the given addresses: a shorthand
+// for tests and static configuration.
+func Addrs(addrs ...string) []Endpoint {
+	eps := make([]Endpoint, len(addrs))
+	for i, a := range addrs {
+		eps[i] = Endpoint{Addr: a}
+	}
+	return eps
+}
+
+// Validate reports whether e is usable: a "host:port" address with a
+// non-empty host and port and no whitespace or control characters, and a
+// weight from 0 (meaning 1) to MaxWeight. The error wraps ErrInvalidEndpoint.
+func (e Endpoint) Validate() error {
+	if e.Addr == "" {
+		return fmt.Errorf("%w: empty address", ErrInvalidEndpoint)
+	}
+	if strings.IndexFunc(e.Addr, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%w: address %q contains whitespace or a control character", ErrInvalidEndpoint, e.Addr)
+	}
+	host, port, err := net.SplitHostPort(e.Addr)
+	if err != nil {
+		return fmt.Errorf("%w: address %q is not host:port: %v", ErrInvalidEndpoint, e.Addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%w: address %q has no host", ErrInvalidEndpoint, e.Addr)
+	}
+	if port == "" {
+		return fmt.Errorf("%w: address %q has no port", ErrInvalidEndpoint, e.Addr)
+	}
+	if n, err := strconv.Atoi(port); err == nil && (n < 1 || n > 65535) {
+		return fmt.Errorf("%w: port of %q is %d; ports must be 1-65535", ErrInvalidEndpoint, e.Addr, n)
+	}
+	if e.Weight < 0 || e.Weight > MaxWeight {
+		return fmt.Errorf("%w: weight of %q is %d; weights must be >= 1 (0 means 1) and <= %d", ErrInvalidEndpoint, e.Addr, e.Weight, MaxWeight)
+	}
+	return nil
+}
+
+// Backend is a live endpoint: its address, weight and labels, plus the
+// counters the Balancer keeps for it (in-flight calls, picks, failures,
+// latency EWMA, ejection). Backends are created by NewBackends or by a
+// Balancer; the same *Backend lives as long as its address stays in the
+// Balancer's endpoint set, across picker rebuilds. All methods are safe for
+// concurrent use.
+type Backend struct {
+	addr string
+	// meta holds the weight and labels: Update may change them while the
+	// address (and so the counters) stay. Pickers read it when built.
+	meta atomic.Pointer[backendMeta]
+
+	// hot counters, on their own cache lines: written on every pick and done.
+	_        [64]byte
+	inflight atomic.Int64
+	group    *loadGroup
+	_        [48]byte
+	ewma     atomic.Uint64 // float64 bits of the latency EWMA in nanoseconds
+	streak   atomic.Int64  // consecutive failures
+	failures atomic.Uint64
+	success  atomic.Uint64
+	_        [32]byte
+
+	// ejection state, written only under the Balancer's lock, read anywhere.
+	ejected      atomic.Bool
+	ejections    atomic.Uint32
+	ejectedUntil atomic.Int64 // unix nanoseconds
+	readmittedAt atomic.Int64 // unix nanoseconds
+	down         atomic.Bool  // marked unhealthy by an active health check
+	level        uint         // ejection length doubling; guarded by the Balancer's lock
+}
+
+// NewBackends validates eps and returns a fresh Backend for each, in order.
+// It is how a strategy is used alone, without a Balancer:
+//
+//	bs, err := lb.NewBackends(lb.Addrs("a:80", "b:80"))
+//	p, err := lb.RoundRobin{}.Build(bs)
+//
+// The errors wrap ErrNoEndpoints, ErrInvalidEndpoint or ErrDuplicateEndpoint.
+func NewBackends(eps []Endpoint) ([]*Backend, error) {
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("%w: the endpoint set is empty", ErrNoEndpoints)
+	}
+	if err := validateSet(eps); err != nil {
+		return nil, err
+	}
+	g := new(loadGroup)
+	bs := make([]*Backend, len(eps))
+	for i, e := range eps {
+		bs[i] = newBackend(e, g)
+	}
+	return bs, nil
+}
+
+// checkBackends is the common precondition of every Builder.
+func checkBackends(bs []*Backend) error {
+	if len(bs) == 0 {
+		return fmt.Errorf("%w: no backends to build a picker over", ErrNoEndpoints)
+	}
+	seen := make(map[string]struct{}, len(bs))
+	for i, b := range bs {
+		if b == nil {
+			return fmt.Errorf("%w: backend %d is nil", ErrInvalidEndpoint, i)
+		}
+		if b.meta.Load() == nil {
+			return fmt.Errorf("%w: backend %d was not made by NewBackends or a Balancer", ErrInvalidEndpoint, i)
+		}
+		if _, dup := seen[b.addr]; dup {
+			return fmt.Errorf("%w: address %q appears twice", ErrDuplicateEndpoint, b.addr)
+		}
+		seen[b.addr] = struct{}{}
+	}
+	return nil
+}
+
+func validateSet(eps []Endpoint) error {
+	seen := make(map[string]struct{}, len(eps))
+	for _, e := range eps {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+		if _, dup := seen[e.Addr]; dup {
+			return fmt.Errorf("%w: address %q appears twice", ErrDuplicateEndpoint, e.Addr)
+		}
+		seen[e.Addr] = struct{}{}
+	}
+	return nil
+}
+
+type backendMeta struct {
+	weight int
+	labels map[string]string
+}
+
+func newMeta(e Endpoint) *backendMeta {
+	w := e.Weight
+	if w == 0 {
+		w = 1
+	}
+	return &backendMeta{weight: w, labels: copyLabels(e.Labels)}
+}
+
+// loadGroup is shared by the backends of one Balancer (or one NewBackends
+// call): the total of their in-flight calls, kept only when a strategy
+// needs it (bounded loads), since one shared counter costs contention.
+type loadGroup struct {
+	_     [64]byte
+	total atomic.Int64
+	track bool
+	_     [48]byte
+}
+
+// begin counts a call picked on b.
+func (b *Backend) begin() {
+	b.inflight.Add(1)
+	if g := b.group; g != nil && g.track {
+		g.total.Add(1)
+	}
+}
+
+func newBackend(e Endpoint, g *loadGroup) *Backend {
+	b := &Backend{addr: e.Addr, group: g}
+	b.meta.Store(newMeta(e))
+	return b
+}
+
+func copyLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Addr returns the backend's "host:port".
+func (b *Backend) Addr() string { return b.addr }
+
+// Weight returns the backend's weight (at least 1).
+func (b *Backend) Weight() int { return b.meta.Load().weight }
+
+// Label returns the value of the label k and whether it is set.
+func (b *Backend) Label(k string) (string, bool) {
+	v, ok := b.meta.Load().labels[k]
+	return v, ok
+}
+
+// Endpoint returns the endpoint the backend was created from, with the
+// weight normalised (0 became 1) and a copy of the labels.
+func (b *Backend) Endpoint() Endpoint {
+	m := b.meta.Load()
+	return Endpoint{Addr: b.addr, Weight: m.weight, Labels: copyLabels(m.labels)}
+}
+
+// InFlight returns the number of calls picked on this backend whose Done
+// has not been called yet.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Latency returns the exponentially weighted moving average of the
+// latencies reported to Done (0 until the first report).
+func (b *Backend) Latency() time.Duration {
+	return time.Duration(math.Float64frombits(b.ewma.Load()))
+}
+
+// Ejected reports whether outlier detection currently keeps the backend out
+// of the picker.
+func (b *Backend) Ejected() bool { return b.ejected.Load() }
+
+// Healthy reports whether the backend is not marked down by a health check
+// (Balancer.SetHealthy). It says nothing of outlier ejection: see Ejected.
+func (b *Backend) Healthy() bool { return !b.down.Load() }
+
+// available reports whether pickers should include the backend.
+func (b *Backend) available() bool { return !b.ejected.Load() && !b.down.Load() }
+
+// String returns the address.
+func (b *Backend) String() string { return b.addr }
+
+// Stats is a point-in-time copy of a backend's counters.
+type Stats struct {
+	Endpoint  Endpoint
+	InFlight  int64         // calls picked and not yet done
+	Picks     uint64        // calls picked in total (Successes+Failures+InFlight)
+	Successes uint64        // calls done without error
+	Failures  uint64        // calls done with an error
+	Streak    int64         // consecutive failures up to now
+	Latency   time.Duration // latency EWMA
+	Ejected   bool          // kept out of the picker by outlier detection
+	Unhealthy bool          // marked down by a health check (SetHealthy)
+	Ejections uint32        // times ejected since the backend joined
+	// EjectedUntil is when the current ejection ends (zero when not ejected).
+	EjectedUntil time.Time
+}
+
+// Stats returns a snapshot of the backend's counters.
+func (b *Backend) Stats() Stats {
+	s := Stats{
+		Endpoint:  b.Endpoint(),
+		InFlight:  b.inflight.Load(),
+		Successes: b.success.Load(),
+		Failures:  b.failures.Load(),
+		Streak:    b.streak.Load(),
+		Latency:   b.Latency(),
+		Ejected:   b.ejected.Load(),
+		Ejections: b.ejections.Load(),
+		Unhealthy: b.down.Load(),
+	}
+	s.Picks = s.Successes + s.Failures + uint64(max(s.InFlight, 0))
+	if s.Ejected {
+		s.EjectedUntil = time.Unix(0, b.ejectedUntil.Load())
+	}
+	return s
+}
+
+// ewmaAlpha is the weight of the newest latency sample in the EWMA.
+const ewmaAlpha = 0.2
+
+// observe records the end of one call on the backend. It allocates nothing.
+func (b *Backend) observe(err error, latency time.Duration) {
+	b.inflight.Add(-1)
+	if g := b.group; g != nil && g.track {
+		g.total.Add(-1)
+	}
+	if latency > 0 {
+		sample := float64(latency)
+		for {
+			old := b.ewma.Load()
+			prev := math.Float64frombits(old)
+			next := sample
+			if old != 0 {
+				next = prev + ewmaAlpha*(sample-prev)
+			}
+			if b.ewma.CompareAndSwap(old, math.Float64bits(next)) {
+				break
+			}
+		}
+	}
+	if err != nil {
+		b.failures.Add(1)
+		b.streak.Add(1)
+		return
+	}
+	b.success.Add(1)
+	if b.streak.Load() != 0 {
+		b.streak.Store(0)
+	}
+}

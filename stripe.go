@@ -1,0 +1,89 @@
+package lb
+
+import (
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Counters shared by all goroutines stop scaling on a multi-core machine:
+// every increment moves the counter's cache line between cores. The
+// rotating strategies (round robin, smooth weighted round robin) therefore
+// keep several counters ("stripes"), each on its own cache line, and a
+// goroutine uses the stripe its stack address hashes to. A goroutine keeps
+// its stripe for as long as its stack does not move, so concurrent callers
+// rarely share a line, and one caller in a loop sees the strategy's exact
+// sequence (from a random starting point per stripe).
+//
+// Order kept: each stripe walks the strategy's exact sequence. Across
+// stripes the shares stay exact up to one cycle per stripe: with S stripes,
+// the pick counts of any two backends of a round robin differ by at most S.
+// Stripes: 1 gives one global counter and a strict global order, at the
+// price of contention under parallel load.
+
+// stripe is one counter, alone on its cache line (128 bytes: adjacent-line
+// prefetchers pull lines in pairs).
+type stripe struct {
+	n atomic.Uint64
+	_ [120]byte
+}
+
+// stripes is a power-of-two set of counters.
+type stripes struct {
+	s    []stripe
+	mask uintptr
+}
+
+// maxStripes bounds the memory of a striped picker (128 B per stripe).
+const maxStripes = 1024
+
+// defaultStripes is 4 stripes per P, rounded up to a power of two, at
+// least 8: enough that two busy goroutines rarely share one.
+func defaultStripes() int {
+	n := 4 * runtime.GOMAXPROCS(0)
+	if n < 8 {
+		n = 8
+	}
+	return n
+}
+
+func checkStripes(name string, n int) error {
+	if n < 0 || n > maxStripes {
+		return fmt.Errorf("%w: %s.Stripes is %d; it must be 0 (default) to %d", ErrInvalidConfig, name, n, maxStripes)
+	}
+	return nil
+}
+
+// newStripes makes n (0: the default) counters rounded up to a power of
+// two, each starting at a random value below period.
+func newStripes(n int, period uint64) stripes {
+	if n <= 0 {
+		n = defaultStripes()
+	}
+	if n > maxStripes {
+		n = maxStripes
+	}
+	size := 1 << bits.Len(uint(n-1))
+	st := stripes{s: make([]stripe, size), mask: uintptr(size - 1)}
+	for i := range st.s {
+		if period > 0 {
+			st.s[i].n.Store(rand.Uint64N(period))
+		}
+	}
+	return st
+}
+
+// next advances the caller's stripe and returns the value before the
+// increment.
+//
+//go:nosplit
+func (st *stripes) next() uint64 {
+	var mark byte
+	// Goroutine stacks start at least 2 KiB apart: bits above 11 tell
+	// goroutines apart. The conversion only reads the address.
+	i := (uintptr(unsafe.Pointer(&mark)) >> 11) & st.mask
+	return st.s[i].n.Add(1) - 1
+}
