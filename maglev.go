@@ -14,9 +14,12 @@ import (
 // 2016): a lookup table of TableSize slots, filled by letting each backend
 // claim slots in the order of its own permutation of the table, so that
 // every backend holds an almost equal share of slots (in proportion to its
-// weight). A lookup is one hash and one table read; when a backend is added
-// or removed, most keys of the others stay where they were (Maglev trades a
-// little movement between other backends for its balance).
+// weight). A lookup is one hash and one table read. When a backend is
+// added or removed, most keys of the others stay where they were, but not
+// all: Maglev trades some movement between other backends for its balance.
+// Adding a 101st backend to 100 moves about 1.6 times the ideal 1/101 of
+// the keys with the default table, 1.15 times with 655,373 slots. Use Ring
+// where keys must never move between backends that stay.
 //
 // Each backend's permutation comes from XXH64 of its address: offset is
 // the low 32 bits modulo TableSize, skip the high 32 bits modulo

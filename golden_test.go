@@ -1,0 +1,69 @@
+package lb
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden placement files in testdata/")
+
+// The golden files pin where 1,000 keys go with each hash strategy's
+// defaults. A key must map to the same backend in every process and every
+// release: if this test fails, placement changed, which breaks every
+// deployment that shares a ring across versions. Regenerate with
+// `go test -run Golden -update` only for a deliberate, announced change.
+
+func goldenEndpoints() []Endpoint {
+	eps := make([]Endpoint, 10)
+	for i := range eps {
+		eps[i] = Endpoint{Addr: fmt.Sprintf("10.0.0.%d:8080", i+1), Weight: 1 + i%3}
+	}
+	return eps
+}
+
+func TestGoldenPlacements(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		file    string
+		builder Builder
+	}{
+		{file: "golden_ring.txt", builder: Ring{}},
+		{file: "golden_ring_crc32.txt", builder: Ring{Hash: CRC32}},
+		{file: "golden_maglev.txt", builder: Maglev{}},
+	} {
+		bs, err := NewBackends(goldenEndpoints())
+		require.NoError(t, err)
+		p, err := tt.builder.Build(bs)
+		require.NoError(t, err)
+		var sb strings.Builder
+		for i := 0; i < 1000; i++ {
+			key := fmt.Sprintf("user-%d", i)
+			b, err := p.Pick(key)
+			require.NoError(t, err)
+			fmt.Fprintf(&sb, "%s %s\n", key, b.Addr())
+		}
+		path := filepath.Join("testdata", tt.file)
+		if *update {
+			require.NoError(t, os.WriteFile(path, []byte(sb.String()), 0o644))
+			continue
+		}
+		want, err := os.ReadFile(path)
+		require.NoError(t, err)
+		got := bufio.NewScanner(strings.NewReader(sb.String()))
+		exp := bufio.NewScanner(strings.NewReader(string(want)))
+		line := 0
+		for exp.Scan() {
+			line++
+			require.True(t, got.Scan(), "%s: fewer lines than the golden file", tt.file)
+			require.Equal(t, exp.Text(), got.Text(), "%s line %d: placement changed", tt.file, line)
+		}
+		require.Equal(t, 1000, line, "%s: the golden file has %d lines", tt.file, line)
+	}
+}
