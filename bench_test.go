@@ -83,28 +83,99 @@ func BenchmarkBareCounter(b *testing.B) {
 	})
 }
 
-// BenchmarkRoundRobinDirect calls the concrete picker, as the bare counter
-// is called: the same comparison without the interface call every other
-// benchmark here pays (about 1-2 ns).
-func BenchmarkRoundRobinDirect(b *testing.B) {
-	p, err := RoundRobin{}.New(benchEndpoints(100, false))
+// BenchmarkDirect calls the concrete pickers, as an application using a
+// strategy alone does (and as the bare counter and the peers in
+// benchmarks/ are called): the same work as BenchmarkPick without the
+// interface call (about 1-2 ns) that a Balancer pays.
+func BenchmarkDirect(b *testing.B) {
+	keys := benchKeys()
+	eps, weps := benchEndpoints(100, false), benchEndpoints(100, true)
+	rr, err := RoundRobin{}.New(eps)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("N=100/serial", func(b *testing.B) {
+	wrr, err := WeightedRoundRobin{}.New(weps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring, err := Ring{}.New(eps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mag, err := Maglev{}.New(eps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Each loop is written out so that the method call is direct (and
+	// inlined where the compiler can).
+	b.Run("RoundRobin/N=100/serial", func(b *testing.B) {
 		b.ReportAllocs()
 		var be *Backend
 		for i := 0; i < b.N; i++ {
-			be, _ = p.Pick("")
+			be, _ = rr.Pick("")
 		}
 		sinkBackend = be
 	})
-	b.Run("N=100/parallel", func(b *testing.B) {
+	b.Run("RoundRobin/N=100/parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			var be *Backend
 			for pb.Next() {
-				be, _ = p.Pick("")
+				be, _ = rr.Pick("")
+			}
+			sinkParallel.Store(be)
+		})
+	})
+	b.Run("WeightedRoundRobin/N=100/serial", func(b *testing.B) {
+		b.ReportAllocs()
+		var be *Backend
+		for i := 0; i < b.N; i++ {
+			be, _ = wrr.Pick("")
+		}
+		sinkBackend = be
+	})
+	b.Run("WeightedRoundRobin/N=100/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var be *Backend
+			for pb.Next() {
+				be, _ = wrr.Pick("")
+			}
+			sinkParallel.Store(be)
+		})
+	})
+	b.Run("Ring/N=100/serial", func(b *testing.B) {
+		b.ReportAllocs()
+		var be *Backend
+		for i := 0; i < b.N; i++ {
+			be, _ = ring.Pick(keys[i&(keyPool-1)])
+		}
+		sinkBackend = be
+	})
+	b.Run("Ring/N=100/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var be *Backend
+			for i := 0; pb.Next(); i++ {
+				be, _ = ring.Pick(keys[i&(keyPool-1)])
+			}
+			sinkParallel.Store(be)
+		})
+	})
+	b.Run("Maglev/N=100/serial", func(b *testing.B) {
+		b.ReportAllocs()
+		var be *Backend
+		for i := 0; i < b.N; i++ {
+			be, _ = mag.Pick(keys[i&(keyPool-1)])
+		}
+		sinkBackend = be
+	})
+	b.Run("Maglev/N=100/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var be *Backend
+			for i := 0; pb.Next(); i++ {
+				be, _ = mag.Pick(keys[i&(keyPool-1)])
 			}
 			sinkParallel.Store(be)
 		})

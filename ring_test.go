@@ -20,7 +20,7 @@ func TestRingMatchesBruteForce(t *testing.T) {
 	for _, tc := range []struct {
 		n, v int
 		h    HashFunc
-	}{{3, 1, nil}, {10, 50, nil}, {100, 64, CRC32}, {7, 3, func(s string) uint64 { return XXHash(s) >> 40 }}, {7, 3, func(s string) uint64 { return XXHash(s) % 5 }}, {40, 8, func(s string) uint64 { return XXHash(s) >> 60 << 55 }}} {
+	}{{3, 1, nil}, {10, 50, nil}, {100, 64, CRC32}, {7, 3, func(s string) uint64 { return XXHash(s) >> 40 }}, {7, 3, func(s string) uint64 { return XXHash(s) % 5 }}, {40, 8, func(s string) uint64 { return XXHash(s) >> 60 << 55 }}, {maxSlotBackends + 10, 1, nil}} {
 		eps := make([]Endpoint, tc.n)
 		for i := range eps {
 			eps[i] = Endpoint{Addr: fmt.Sprintf("h%d:80", i), Weight: 1 + i%3}

@@ -33,21 +33,18 @@ type stripe struct {
 
 // stripes is a power-of-two set of counters.
 type stripes struct {
-	s    []stripe
-	mask uintptr
+	s     []stripe
+	shift uint // 64 - log2(len(s))
 }
 
 // maxStripes bounds the memory of a striped picker (128 B per stripe).
 const maxStripes = 1024
 
-// defaultStripes is 4 stripes per P, rounded up to a power of two, at
-// least 8: enough that two busy goroutines rarely share one.
+// defaultStripes is 16 stripes per P, rounded up to a power of two, at
+// least 32: enough that two busy goroutines rarely share one (1 in 32 for
+// two), for 4 KiB per picker on 2 cores.
 func defaultStripes() int {
-	n := 4 * runtime.GOMAXPROCS(0)
-	if n < 8 {
-		n = 8
-	}
-	return n
+	return max(16*runtime.GOMAXPROCS(0), 32)
 }
 
 func checkStripes(name string, n int) error {
@@ -66,8 +63,8 @@ func newStripes(n int, period uint64) stripes {
 	if n > maxStripes {
 		n = maxStripes
 	}
-	size := 1 << bits.Len(uint(n-1))
-	st := stripes{s: make([]stripe, size), mask: uintptr(size - 1)}
+	lg := bits.Len(uint(n - 1))
+	st := stripes{s: make([]stripe, 1<<lg), shift: uint(64 - lg)}
 	for i := range st.s {
 		if period > 0 {
 			st.s[i].n.Store(rand.Uint64N(period))
@@ -82,8 +79,14 @@ func newStripes(n int, period uint64) stripes {
 //go:nosplit
 func (st *stripes) next() uint64 {
 	var mark byte
-	// Goroutine stacks start at least 2 KiB apart: bits above 11 tell
-	// goroutines apart. The conversion only reads the address.
-	i := (uintptr(unsafe.Pointer(&mark)) >> 11) & st.mask
+	// Goroutine stacks are at least 2 KiB apart: the address above bit 10
+	// tells goroutines apart, and a multiplicative hash spreads it (stacks
+	// of 8 KiB would otherwise leave low bits constant). The conversion
+	// only reads the address.
+	a := uint64(uintptr(unsafe.Pointer(&mark)) >> 10)
+	i := (a * 0x9E3779B97F4A7C15) >> (st.shift & 63)
+	if st.shift == 64 {
+		i = 0
+	}
 	return st.s[i].n.Add(1) - 1
 }
