@@ -25,7 +25,8 @@ import (
 // price of contention under parallel load.
 
 // stripe is one counter, alone on its cache line (128 bytes: adjacent-line
-// prefetchers pull lines in pairs).
+// prefetchers pull lines in pairs). The counter is its first field: next
+// addresses it by the stripe's offset.
 type stripe struct {
 	n atomic.Uint64
 	_ [120]byte
@@ -33,8 +34,9 @@ type stripe struct {
 
 // stripes is a power-of-two set of counters.
 type stripes struct {
-	s     []stripe
-	shift uint // 64 - log2(len(s))
+	base unsafe.Pointer // &s[0]
+	mask uintptr        // (len(s)-1) * 128: selects a stripe's byte offset
+	s    []stripe
 }
 
 // maxStripes bounds the memory of a striped picker (128 B per stripe).
@@ -63,8 +65,9 @@ func newStripes(n int, period uint64) stripes {
 	if n > maxStripes {
 		n = maxStripes
 	}
-	lg := bits.Len(uint(n - 1))
-	st := stripes{s: make([]stripe, 1<<lg), shift: uint(64 - lg)}
+	size := 1 << bits.Len(uint(n-1))
+	st := stripes{s: make([]stripe, size), mask: uintptr(size-1) * unsafe.Sizeof(stripe{})}
+	st.base = unsafe.Pointer(&st.s[0])
 	for i := range st.s {
 		if period > 0 {
 			st.s[i].n.Store(rand.Uint64N(period))
@@ -79,14 +82,11 @@ func newStripes(n int, period uint64) stripes {
 //go:nosplit
 func (st *stripes) next() uint64 {
 	var mark byte
-	// Goroutine stacks are at least 2 KiB apart: the address above bit 10
-	// tells goroutines apart, and a multiplicative hash spreads it (stacks
-	// of 8 KiB would otherwise leave low bits constant). The conversion
-	// only reads the address.
-	a := uint64(uintptr(unsafe.Pointer(&mark)) >> 10)
-	i := (a * 0x9E3779B97F4A7C15) >> (st.shift & 63)
-	if st.shift == 64 {
-		i = 0
-	}
-	return st.s[i].n.Add(1) - 1
+	// Goroutine stacks are at least 2 KiB apart: the address's bits from
+	// 11 up tell goroutines apart. Shifted right by 4, they become a byte
+	// offset in steps of 128, one stripe each; the mask keeps it inside
+	// the stripes (so unsafe.Add stays within the allocation). Two shifts
+	// and a mask: this is the whole cost of striping on the hot path.
+	off := (uintptr(unsafe.Pointer(&mark)) >> 4) & st.mask
+	return (*atomic.Uint64)(unsafe.Add(st.base, off)).Add(1) - 1
 }

@@ -130,10 +130,15 @@ func (p *WeightedRoundRobinPicker) Pick(string) (*Backend, error) {
 	if p.sched != nil {
 		return p.sched[p.st.next()%p.period], nil
 	}
+	return p.pickLocked(), nil
+}
+
+// pickLocked runs one step of nginx's algorithm, past MaxSchedule (kept out
+// of Pick so that Pick inlines).
+func (p *WeightedRoundRobinPicker) pickLocked() *Backend {
 	p.mu.Lock()
-	i := p.step()
-	p.mu.Unlock()
-	return p.backends[i], nil
+	defer p.mu.Unlock()
+	return p.backends[p.step()]
 }
 
 // Period returns the length of one period of the sequence: the sum of the
