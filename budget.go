@@ -1,0 +1,125 @@
+package lb
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// RetryBudget caps a Transport's retries, as Finagle's and Linkerd's retry
+// budgets do: over the last Window, retries may be at most Ratio times the
+// requests, plus MinPerSecond per second of the window. When every backend
+// fails, the budget turns a would-be retry storm into a trickle. Zero
+// fields take the defaults.
+type RetryBudget struct {
+	// Ratio is the number of retries allowed per request; default 0.2
+	// (one retry for five requests).
+	Ratio float64
+	// MinPerSecond is the floor, so that a client with little traffic
+	// can still retry; default 10.
+	MinPerSecond int
+	// Window is how far back requests and retries count; default 10s,
+	// at least 1s.
+	Window time.Duration
+}
+
+func (rb RetryBudget) withDefaults() (RetryBudget, error) {
+	if rb.Ratio < 0 || rb.Ratio != rb.Ratio || rb.Ratio > 1000 {
+		return rb, fmt.Errorf("%w: RetryBudget.Ratio is %v; it must be 0 (default 0.2) to 1000", ErrInvalidConfig, rb.Ratio)
+	}
+	if rb.MinPerSecond < 0 {
+		return rb, fmt.Errorf("%w: RetryBudget.MinPerSecond is %d; it must be >= 0 (0 means 10)", ErrInvalidConfig, rb.MinPerSecond)
+	}
+	if rb.Window < 0 || (rb.Window > 0 && rb.Window < time.Second) {
+		return rb, fmt.Errorf("%w: RetryBudget.Window is %v; it must be at least 1s (0 means 10s)", ErrInvalidConfig, rb.Window)
+	}
+	if rb.Ratio == 0 {
+		rb.Ratio = 0.2
+	}
+	if rb.MinPerSecond == 0 {
+		rb.MinPerSecond = 10
+	}
+	if rb.Window == 0 {
+		rb.Window = 10 * time.Second
+	}
+	return rb, nil
+}
+
+// budgetSlots is the number of time slots the window is cut into.
+const budgetSlots = 10
+
+// budget is a RetryBudget at work: a ring of time slots, each counting the
+// requests (deposits) and retries (withdrawals) of its stretch of time. A
+// deposit is one atomic add; a withdrawal sums the slots. No lock. A slot
+// is reset by whoever first sees it in a new epoch; a count racing with the
+// reset may be lost, which only errs by one request or retry.
+type budget struct {
+	ratio float64
+	floor float64 // retries allowed per window by MinPerSecond
+	width int64   // slot length in nanoseconds
+	slots [budgetSlots]budgetSlot
+	now   func() time.Time
+	start time.Time // epochs count from here, on the monotonic clock
+}
+
+type budgetSlot struct {
+	epoch    atomic.Int64
+	deposits atomic.Int64
+	retries  atomic.Int64
+	_        [40]byte // one slot per cache line
+}
+
+func newBudget(rb RetryBudget, now func() time.Time) *budget {
+	return &budget{
+		ratio: rb.Ratio,
+		floor: float64(rb.MinPerSecond) * rb.Window.Seconds(),
+		width: int64(rb.Window) / budgetSlots,
+		now:   now,
+		start: now(),
+	}
+}
+
+// slot returns the current slot, reset if it belongs to an old epoch, and
+// the current epoch.
+func (b *budget) slot() (*budgetSlot, int64) {
+	e := int64(b.now().Sub(b.start)) / b.width
+	s := &b.slots[e%budgetSlots]
+	if old := s.epoch.Load(); old != e && s.epoch.CompareAndSwap(old, e) {
+		s.deposits.Store(0)
+		s.retries.Store(0)
+	}
+	return s, e
+}
+
+// deposit counts one request.
+func (b *budget) deposit() {
+	s, _ := b.slot()
+	s.deposits.Add(1)
+}
+
+// withdraw takes one retry from the budget, and reports whether there was
+// one to take. The retry is counted first and taken back if it was over
+// the budget, so that concurrent withdrawals cannot overspend it.
+func (b *budget) withdraw() bool {
+	s, e := b.slot()
+	s.retries.Add(1)
+	var deposits, retries int64
+	for i := range b.slots {
+		sl := &b.slots[i]
+		if ep := sl.epoch.Load(); ep > e-budgetSlots && ep <= e {
+			deposits += sl.deposits.Load()
+			retries += sl.retries.Load()
+		}
+	}
+	if float64(retries) > b.floor+b.ratio*float64(deposits) {
+		s.retries.Add(-1)
+		return false
+	}
+	return true
+}
+
+// refund gives back a retry withdrawn but not made.
+func (b *budget) refund() {
+	s, _ := b.slot()
+	s.retries.Add(-1)
+}
