@@ -20,10 +20,10 @@ import (
 
 // How a test backend answers.
 const (
-	modeOK       int32 = iota // 200, body = backend name
-	mode503                   // 503
-	modeBreak                 // read the request, count it, close the connection
-	modeHold                  // block until released (see tbackend.release)
+	modeOK        int32 = iota // 200, body = backend name
+	mode503                    // 503
+	modeBreak                  // read the request, count it, close the connection
+	modeHold                   // block until released (see tbackend.release)
 	modeUnhealthy              // 200 on /, 500 on /healthz
 )
 
