@@ -139,12 +139,18 @@ func (t *ringTable) fillSlots() {
 	// Walk the slots backwards with i the first point at or after the
 	// slot's start.
 	i := n
+	shift := 64 - t.lg
+	pos := t.pos
 	for k := m - 1; k >= 0; k-- {
 		end := i // first point past slot k
-		for i > 0 && t.pos[i-1]>>(64-t.lg) >= uint64(k) {
+		for i > 0 && pos[i-1]>>shift >= uint64(k) {
 			i--
 		}
-		switch first := i % n; {
+		first := i
+		if first == n {
+			first = 0
+		}
+		switch {
 		case end-i > 1:
 			t.slots[k] = slotMulti | uint32(i)
 		case end-i == 1:
