@@ -3,8 +3,10 @@ package lb_test
 import (
 	"context"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,8 +51,7 @@ type tbackend struct {
 func startTBackend(t *testing.T, name string) *tbackend {
 	t.Helper()
 	b := &tbackend{t: t, name: name, held: make(chan struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	ln := listenLowPort(t)
 	b.addr = ln.Addr().String()
 	b.serve(ln)
 	t.Cleanup(func() {
@@ -174,6 +175,22 @@ func (b *tbackend) release() {
 	default:
 		close(b.held)
 	}
+}
+
+// listenLowPort listens on a loopback port below the kernel's ephemeral
+// range (which starts at 32768 by default), so that once the listener is
+// closed no outgoing connection or ":0" listener can take the port, and a
+// killed backend can be restarted on its address.
+func listenLowPort(t *testing.T) net.Listener {
+	t.Helper()
+	for try := 0; try < 200; try++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(10000+rand.IntN(20000))))
+		if err == nil {
+			return ln
+		}
+	}
+	t.Fatal("no free loopback port in 10000-29999")
+	return nil
 }
 
 // deadAddr returns a loopback address where nothing listens: dials are
