@@ -733,3 +733,75 @@ func TestTransportErrorMessage(t *testing.T) {
 	e = &lb.Error{Err: lb.ErrNoEndpoints, Reason: "no backend"}
 	assert.Equal(t, "lb: request not sent (no backend): lb: no endpoints", e.Error())
 }
+
+// With every backend failing, retries stay within the budget: Ratio times
+// the requests plus the floor, instead of (attempts-1) times the requests.
+func TestTransportRetryBudgetHolds(t *testing.T) {
+	t.Parallel()
+	eps := lb.Addrs(deadAddr(t), deadAddr(t), deadAddr(t), deadAddr(t), deadAddr(t))
+	rb := lb.RetryBudget{Ratio: 0.1, MinPerSecond: 2, Window: time.Second}
+	tr, _ := newTestTransport(t, lb.RoundRobin{}, eps, nil, lb.WithMaxAttempts(5), lb.WithRetryBudget(rb))
+	const n = 400
+	start := time.Now()
+	var notSent, denied int
+	for i := 0; i < n; i++ {
+		_, err := tr.RoundTrip(mustRequest(t, http.MethodGet, "http://svc/"))
+		require.Error(t, err)
+		if errors.Is(err, lb.ErrNotSent) {
+			notSent++
+		}
+		var le *lb.Error
+		require.ErrorAs(t, err, &le)
+		if le.Reason == "retry budget exhausted" {
+			denied++
+		}
+	}
+	elapsed := time.Since(start)
+	st := tr.Stats()
+	// Requests older than the window stop counting, and the floor accrues
+	// per second of the window: over the run, at most ratio*n plus the
+	// floor for every second the run touched.
+	limit := rb.Ratio*n + float64(rb.MinPerSecond)*(rb.Window.Seconds()+elapsed.Seconds()+1)
+	t.Logf("%d requests in %v: %d retries (limit %.0f; %d without a budget), %d refused", n, elapsed, st.Retries, limit, 4*n, st.RetriesDenied)
+	assert.Equal(t, n, notSent)
+	assert.LessOrEqual(t, float64(st.Retries), limit)
+	assert.GreaterOrEqual(t, st.Retries, uint64(rb.Ratio*n), "the budget is spent")
+	assert.Positive(t, st.RetriesDenied)
+	assert.EqualValues(t, denied, st.RetriesDenied)
+	assert.EqualValues(t, n, st.Errors)
+}
+
+// The default base transport keeps enough idle connections per backend:
+// at concurrency 32 over 5 backends, it opens at most as many connections
+// as can be in use at once, and then reuses them.
+func TestTransportReusesConnections(t *testing.T) {
+	t.Parallel()
+	bs, eps := startTBackends(t, 5)
+	tr, _ := newTestTransport(t, lb.RoundRobin{}, eps, nil)
+	const n, c = 4000, 32
+	client := &http.Client{Transport: tr}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= n {
+				resp, err := client.Get("http://svc/")
+				if !assert.NoError(t, err) {
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	var conns int64
+	for _, b := range bs {
+		conns += b.conns.Load()
+	}
+	t.Logf("%d requests at concurrency %d over %d backends: %d TCP connections (%.1f per 1,000 requests)",
+		n, c, len(bs), conns, float64(conns)*1000/n)
+	assert.LessOrEqual(t, conns, int64(c*len(bs)), "no connection churn")
+}
