@@ -79,10 +79,10 @@ func newBudget(rb RetryBudget, now func() time.Time) *budget {
 	}
 }
 
-// slot returns the current slot, reset if it belongs to an old epoch, and
-// the current epoch.
-func (b *budget) slot() (*budgetSlot, int64) {
-	e := int64(b.now().Sub(b.start)) / b.width
+// slot returns the slot of time now, reset if it belongs to an old epoch,
+// and its epoch.
+func (b *budget) slot(now time.Time) (*budgetSlot, int64) {
+	e := int64(now.Sub(b.start)) / b.width
 	s := &b.slots[e%budgetSlots]
 	if old := s.epoch.Load(); old != e && s.epoch.CompareAndSwap(old, e) {
 		s.deposits.Store(0)
@@ -91,9 +91,10 @@ func (b *budget) slot() (*budgetSlot, int64) {
 	return s, e
 }
 
-// deposit counts one request.
-func (b *budget) deposit() {
-	s, _ := b.slot()
+// deposit counts one request, made at now (the caller has the time at
+// hand: the Transport times each attempt).
+func (b *budget) deposit(now time.Time) {
+	s, _ := b.slot(now)
 	s.deposits.Add(1)
 }
 
@@ -101,7 +102,7 @@ func (b *budget) deposit() {
 // one to take. The retry is counted first and taken back if it was over
 // the budget, so that concurrent withdrawals cannot overspend it.
 func (b *budget) withdraw() bool {
-	s, e := b.slot()
+	s, e := b.slot(b.now())
 	s.retries.Add(1)
 	var deposits, retries int64
 	for i := range b.slots {
@@ -120,6 +121,6 @@ func (b *budget) withdraw() bool {
 
 // refund gives back a retry withdrawn but not made.
 func (b *budget) refund() {
-	s, _ := b.slot()
+	s, _ := b.slot(b.now())
 	s.retries.Add(-1)
 }

@@ -63,9 +63,9 @@ func TestRetryBudgetExact(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b, _ := newTestBudget(t, tt.rb)
+			b, clk := newTestBudget(t, tt.rb)
 			for i := 0; i < tt.deposits; i++ {
-				b.deposit()
+				b.deposit(clk.now())
 			}
 			assert.Equal(t, tt.want, withdrawAll(b))
 			b.refund()
@@ -79,13 +79,13 @@ func TestRetryBudgetWindowSlides(t *testing.T) {
 	t.Parallel()
 	b, clk := newTestBudget(t, RetryBudget{Ratio: 0.5, MinPerSecond: 1, Window: 10 * time.Second})
 	for i := 0; i < 100; i++ {
-		b.deposit()
+		b.deposit(clk.now())
 	}
 	assert.Equal(t, 10+50, withdrawAll(b))
 
 	clk.add(5 * time.Second)
 	for i := 0; i < 40; i++ {
-		b.deposit()
+		b.deposit(clk.now())
 	}
 	assert.Equal(t, 20, withdrawAll(b), "40 more requests: 20 more retries")
 
@@ -102,9 +102,9 @@ func TestRetryBudgetWindowSlides(t *testing.T) {
 // Concurrent withdrawals never overspend the budget.
 func TestRetryBudgetConcurrent(t *testing.T) {
 	t.Parallel()
-	b, _ := newTestBudget(t, RetryBudget{Ratio: 0.2, MinPerSecond: 1, Window: 10 * time.Second})
+	b, clk := newTestBudget(t, RetryBudget{Ratio: 0.2, MinPerSecond: 1, Window: 10 * time.Second})
 	for i := 0; i < 100; i++ {
-		b.deposit()
+		b.deposit(clk.now())
 	}
 	var granted atomic.Int64
 	var wg sync.WaitGroup

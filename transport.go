@@ -263,7 +263,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	t.requests.Add(1)
-	t.budget.deposit()
+	start := time.Now()
+	t.budget.deposit(start)
 	var key string
 	if t.key != nil {
 		key = t.key(req)
@@ -274,7 +275,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.errors.Add(1)
 		return nil, &Error{Err: err, Reason: "no backend"}
 	}
-	return t.roundTrip(req, key, pick)
+	return t.roundTrip(req, key, pick, start)
 }
 
 func checkRequest(req *http.Request) error {
@@ -307,7 +308,7 @@ func closeBody(req *http.Request) {
 const maxBufferedFailure = 64 << 10
 
 // roundTrip runs the attempts, the first on pick.
-func (t *Transport) roundTrip(req *http.Request, key string, pick Pick) (*http.Response, error) {
+func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start time.Time) (*http.Response, error) {
 	ctx := req.Context()
 	var (
 		triedBuf [4]*Backend
@@ -319,7 +320,9 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick) (*http.R
 	for n := 1; ; n++ {
 		tried = append(tried, pick.Backend)
 		a := newAttempt(req, pick, body)
-		start := time.Now()
+		if n > 1 {
+			start = time.Now()
+		}
 		resp, err := t.base.RoundTrip(&a.req)
 		a.lat = time.Since(start)
 		if err == nil && resp == nil {
