@@ -1,0 +1,427 @@
+package etcd_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/discovery/etcd"
+)
+
+// recorder runs a resolver's Watch in the background and keeps every set
+// it reports.
+type recorder struct {
+	mu   sync.Mutex
+	sets [][]lb.Endpoint
+	stop func() error
+}
+
+func watch(t *testing.T, r etcd.Resolver) *recorder {
+	t.Helper()
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Watch(ctx, func(eps []lb.Endpoint) error {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.sets = append(rec.sets, eps)
+			return nil
+		})
+	}()
+	var once sync.Once
+	var err error
+	rec.stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = rec.stop() })
+	return rec
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sets)
+}
+
+func (r *recorder) last() []lb.Endpoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sets) == 0 {
+		return nil
+	}
+	return r.sets[len(r.sets)-1]
+}
+
+// noRepeats checks that no set was reported twice in a row.
+func (r *recorder) noRepeats(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 1; i < len(r.sets); i++ {
+		assert.False(t, lb.EqualEndpoints(r.sets[i-1], r.sets[i]), "set %d repeats set %d: %v", i, i-1, r.sets[i])
+	}
+}
+
+func (r *recorder) addrs() []string {
+	var out []string
+	for _, e := range r.last() {
+		out = append(out, e.Addr)
+	}
+	return out
+}
+
+func sameAddrs(want ...string) func(*recorder) bool {
+	return func(r *recorder) bool {
+		got := r.addrs()
+		if len(got) != len(want) {
+			return false
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				return false
+			}
+		}
+		return r.count() > 0
+	}
+}
+
+func (r *recorder) waitAddrs(t *testing.T, want ...string) {
+	t.Helper()
+	ok := sameAddrs(want...)
+	waitFor(t, "set "+strings.Join(want, ","), func() bool { return ok(r) })
+}
+
+// logRecorder is a slog.Handler that keeps messages.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		msg += " " + a.Key + "=" + a.Value.String()
+		return true
+	})
+	l.msgs = append(l.msgs, msg)
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+func (l *logRecorder) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.Contains(m, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func register(t *testing.T, cli *clientv3.Client, prefix, addr string, ttl time.Duration) *etcd.Registration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg, err := etcd.Register(ctx, cli, prefix+addr, lb.Endpoint{Addr: addr}, etcd.RegisterOptions{TTL: ttl})
+	require.NoError(t, err)
+	return reg
+}
+
+// Three services register, each with a client of its own (as separate
+// processes would); the resolver, through Follow, puts all three in a
+// Balancer. One stops cleanly and is removed at once; one is killed (its
+// client goes away without deregistering) and is removed when its lease
+// runs out.
+func TestResolverFollowsRegistrations(t *testing.T) {
+	t.Parallel()
+	const prefix, ttl = "/follows/api/", 2 * time.Second
+	var clis [3]*clientv3.Client
+	var regs [3]*etcd.Registration
+	for i := range regs {
+		clis[i] = newClient(t, exampleEtcd)
+		regs[i] = register(t, clis[i], prefix, []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}[i], ttl)
+	}
+
+	bal, err := lb.NewBalancer(lb.RoundRobin{})
+	require.NoError(t, err)
+	defer bal.Close()
+	f := lb.StartFollower(context.Background(), etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: prefix}, bal)
+	defer f.Stop()
+	<-f.Ready()
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]", backends(bal))
+
+	// A clean stop: the key goes at once.
+	require.NoError(t, regs[0].Close())
+	<-regs[0].Done()
+	waitFor(t, "the stopped service to go", func() bool { return backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
+
+	// A crash: the lease is no longer kept alive; etcd expires it.
+	killed := time.Now()
+	require.NoError(t, clis[1].Close())
+	<-regs[1].Done()
+	waitFor(t, "the killed service to expire", func() bool { return backends(bal) == "[10.0.0.3:80]" })
+	t.Logf("killed service removed %v after its client died (TTL %v)", time.Since(killed).Round(time.Millisecond), ttl)
+	require.Error(t, regs[1].Close(), "revoking through a closed client")
+
+	// The survivor has outlived its TTL (the killed service took a TTL to
+	// expire): its lease is renewed.
+	require.NoError(t, regs[2].Close())
+	waitFor(t, "the last service to go", func() bool { return backends(bal) == "[]" })
+	require.NoError(t, f.Stop())
+}
+
+func backends(bal *lb.Balancer) string {
+	var b strings.Builder
+	b.WriteString("[")
+	for i, be := range bal.Backends() {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString(be.Addr())
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
+// Values: JSON with weight and labels, bare host:port, and malformed ones,
+// which are skipped (logged) without touching the set.
+func TestResolverValues(t *testing.T) {
+	t.Parallel()
+	const prefix = "/values/api/"
+	cli := newClient(t, exampleEtcd)
+	put(t, cli, prefix+"a", `{"addr":"10.0.0.1:80","weight":3,"labels":{"zone":"eu-1"}}`)
+	put(t, cli, prefix+"b", "  10.0.0.2:80\n")
+	put(t, cli, prefix+"bad1", "not an endpoint")
+	put(t, cli, prefix+"bad2", `{"addr":"10.0.0.9:80","weight":-1}`)
+	put(t, cli, "/values/apiother", "10.9.9.9:80") // another prefix's key
+
+	logs := &logRecorder{}
+	rec := watch(t, etcd.Resolver{Client: cli, Prefix: prefix, Logger: slog.New(logs)})
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, []lb.Endpoint{
+		{Addr: "10.0.0.1:80", Weight: 3, Labels: map[string]string{"zone": "eu-1"}},
+		{Addr: "10.0.0.2:80"},
+	}, rec.last())
+	assert.Equal(t, 2, logs.count("malformed"))
+	assert.Equal(t, 1, logs.count("key="+prefix+"bad1"))
+
+	// A malformed value on a key that held an endpoint keeps that endpoint.
+	put(t, cli, prefix+"b", `{"addr":`)
+	waitFor(t, "the malformed put to be logged", func() bool { return logs.count("key="+prefix+"b ") == 1 })
+	// A change reported after it shows that nothing was reported for it.
+	put(t, cli, prefix+"c", "10.0.0.3:80")
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	assert.Equal(t, 2, rec.count())
+
+	// A weight change is a change; a put of the same value is not.
+	put(t, cli, prefix+"c", `{"addr":"10.0.0.3:80","weight":2}`)
+	waitFor(t, "the new weight", func() bool { return rec.count() == 3 })
+	assert.Equal(t, 2, rec.last()[2].Weight)
+	put(t, cli, prefix+"c", `{"addr":"10.0.0.3:80","weight":2}`)
+	put(t, cli, prefix+"d", "10.0.0.4:80")
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
+	assert.Equal(t, 4, rec.count(), "an identical set was reported")
+
+	// Deletes remove, including the key whose last value was malformed.
+	del(t, cli, prefix+"b")
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.3:80", "10.0.0.4:80")
+	require.ErrorIs(t, rec.stop(), context.Canceled)
+}
+
+// Two keys with the same address (a service restarted under a new key
+// before its old lease ran out): the one written last wins, and the
+// address stays while either key exists.
+func TestResolverSameAddressTwice(t *testing.T) {
+	t.Parallel()
+	const prefix = "/twice/api/"
+	cli := newClient(t, exampleEtcd)
+	put(t, cli, prefix+"old", `{"addr":"10.0.0.1:80","weight":1}`)
+	rec := watch(t, etcd.Resolver{Client: cli, Prefix: prefix})
+	rec.waitAddrs(t, "10.0.0.1:80")
+	put(t, cli, prefix+"new", `{"addr":"10.0.0.1:80","weight":5}`)
+	waitFor(t, "the newer key's weight", func() bool { return rec.count() == 2 })
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.last())
+	del(t, cli, prefix+"new")
+	waitFor(t, "the older key's weight", func() bool { return rec.count() == 3 })
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.last())
+	del(t, cli, prefix+"old")
+	waitFor(t, "the empty set", func() bool { return rec.count() == 4 })
+	assert.Empty(t, rec.last())
+}
+
+// An empty prefix is reported as an empty set: etcd says there is nothing.
+func TestResolverEmptyPrefix(t *testing.T) {
+	t.Parallel()
+	rec := watch(t, etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: "/nothing/here/"})
+	waitFor(t, "a set", func() bool { return rec.count() == 1 })
+	assert.NotNil(t, rec.last())
+	assert.Empty(t, rec.last())
+}
+
+// The etcd server is stopped and started again on the same data and ports:
+// meanwhile the set stays; afterwards the resolver follows changes again.
+func TestResolverSurvivesEtcdRestart(t *testing.T) {
+	t.Parallel()
+	srv := startEtcd(t)
+	const prefix = "/restart/api/"
+	cli := srv.client(t)
+	put(t, cli, prefix+"a", "10.0.0.1:80")
+	put(t, cli, prefix+"b", "10.0.0.2:80")
+
+	bal, err := lb.NewBalancer(lb.RoundRobin{})
+	require.NoError(t, err)
+	defer bal.Close()
+	logs := &logRecorder{}
+	f := lb.StartFollower(context.Background(), etcd.Resolver{
+		Client: srv.client(t), Prefix: prefix, Logger: slog.New(logs),
+		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
+	}, bal)
+	defer f.Stop()
+	<-f.Ready()
+	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+
+	srv.stop()
+	// While etcd is down, picks go on over the last set.
+	for i := 0; i < 10; i++ {
+		pk, err := bal.Pick("")
+		require.NoError(t, err)
+		pk.Done(nil, 0)
+	}
+	require.NoError(t, srv.start())
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+
+	put(t, cli, prefix+"c", "10.0.0.3:80")
+	waitFor(t, "the change after the restart", func() bool { return backends(bal) == "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]" })
+	del(t, cli, prefix+"a")
+	waitFor(t, "the delete after the restart", func() bool { return backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
+	require.NoError(t, f.Stop())
+}
+
+// One client loses its connection while etcd carries on: changes are made
+// and the history is compacted past the resolver's revision. When the
+// connection comes back, the resolver's watch finds its revision compacted,
+// lists again, and reports the current set.
+func TestResolverCompactionWhileDisconnected(t *testing.T) {
+	t.Parallel()
+	srv := startEtcd(t)
+	const prefix = "/compact/api/"
+	admin := srv.client(t)
+	put(t, admin, prefix+"a", "10.0.0.1:80")
+	px := startProxy(t, srv.clientURL.Host)
+	logs := &logRecorder{}
+	rec := watch(t, etcd.Resolver{
+		Client: newClient(t, px.addr), Prefix: prefix, Logger: slog.New(logs),
+		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
+	})
+	rec.waitAddrs(t, "10.0.0.1:80")
+
+	px.cut()
+	put(t, admin, prefix+"b", "10.0.0.2:80")
+	del(t, admin, prefix+"a")
+	rev := put(t, admin, prefix+"c", "10.0.0.3:80")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	_, err := admin.Compact(ctx, rev)
+	cancel()
+	require.NoError(t, err)
+	assert.Equal(t, 1, rec.count(), "the resolver saw changes through a cut connection")
+	assert.Equal(t, []string{"10.0.0.1:80"}, rec.addrs())
+
+	px.heal(t)
+	rec.waitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
+	assert.Positive(t, logs.count("compacted"), "the resolver should have listed again after a compaction")
+
+	put(t, admin, prefix+"d", "10.0.0.4:80")
+	rec.waitAddrs(t, "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
+	rec.noRepeats(t)
+}
+
+// A watch that only missed a few events while disconnected resumes where
+// it was, with no list in between and nothing lost.
+func TestResolverResumesAfterLostConnection(t *testing.T) {
+	t.Parallel()
+	srv := startEtcd(t)
+	const prefix = "/resume/api/"
+	admin := srv.client(t)
+	put(t, admin, prefix+"a", "10.0.0.1:80")
+	px := startProxy(t, srv.clientURL.Host)
+	logs := &logRecorder{}
+	rec := watch(t, etcd.Resolver{
+		Client: newClient(t, px.addr), Prefix: prefix, Logger: slog.New(logs),
+		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
+	})
+	rec.waitAddrs(t, "10.0.0.1:80")
+	px.cut()
+	put(t, admin, prefix+"b", "10.0.0.2:80")
+	del(t, admin, prefix+"a")
+	px.heal(t)
+	rec.waitAddrs(t, "10.0.0.2:80")
+	put(t, admin, prefix+"c", "10.0.0.3:80")
+	rec.waitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
+	assert.Zero(t, logs.count("listing again"), "the watch should have resumed without a list")
+	rec.noRepeats(t)
+}
+
+func TestResolverConfigErrors(t *testing.T) {
+	t.Parallel()
+	cli := newClient(t, exampleEtcd)
+	tests := []struct {
+		name string
+		give etcd.Resolver
+		want string
+	}{
+		{"no client", etcd.Resolver{Prefix: "/x/"}, "Client"},
+		{"no prefix", etcd.Resolver{Client: cli}, "Prefix"},
+		{"timeout", etcd.Resolver{Client: cli, Prefix: "/x/", RequestTimeout: -1}, "RequestTimeout"},
+		{"backoff", etcd.Resolver{Client: cli, Prefix: "/x/", MaxBackoff: -1}, "MaxBackoff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.give.Watch(context.Background(), func([]lb.Endpoint) error {
+				t.Error("update called")
+				return nil
+			})
+			require.ErrorIs(t, err, lb.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// The resolver ends when its client is closed, and when update fails.
+func TestResolverEnds(t *testing.T) {
+	t.Parallel()
+	cli := newClient(t, exampleEtcd)
+	put(t, cli, "/ends/api/a", "10.0.0.1:80")
+	errStop := context.DeadlineExceeded
+	err := etcd.Resolver{Client: cli, Prefix: "/ends/api/"}.Watch(context.Background(), func([]lb.Endpoint) error { return errStop })
+	require.ErrorIs(t, err, errStop)
+
+	own := newClient(t, exampleEtcd)
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		done <- etcd.Resolver{Client: own, Prefix: "/ends/api/"}.Watch(context.Background(), func([]lb.Endpoint) error {
+			close(started)
+			return nil
+		})
+	}()
+	<-started
+	require.NoError(t, own.Close())
+	require.ErrorContains(t, <-done, "closed")
+}
