@@ -45,9 +45,11 @@ type Error struct {
 	// MaybeExecuted reports whether an attempt may have reached a backend
 	// (see ErrMaybeExecuted).
 	MaybeExecuted bool
-	// Reason says why the Transport gave up: "not retryable", "max
-	// attempts", "retry budget exhausted", "no backend left",
-	// "context done", ...
+	// Reason says why the Transport gave up: "no backend" (the first
+	// pick failed), "max attempts", "not idempotent", "body not
+	// replayable (no GetBody)", "retry budget exhausted", "no backend
+	// left" (every backend was tried), "context done", or "GetBody
+	// failed: ...".
 	Reason string
 
 	ctxErr error

@@ -375,7 +375,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		next, perr := t.bal.PickNext(key, tried)
 		if perr != nil {
 			t.budget.refund()
-			e.Reason = "no backend left: " + perr.Error()
+			e.Reason = "no backend left"
 			return t.giveUp(e, fallback, ctx)
 		}
 		if body != nil && body != http.NoBody {
