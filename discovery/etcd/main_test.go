@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,6 +280,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond) // poll interval
 	}
+}
+
+var runs atomic.Int64
+
+// uniq returns p under a prefix of its own for each call, so that tests
+// sharing the package's etcd, and repeated runs (-count), do not see each
+// other's keys.
+func uniq(p string) string {
+	return fmt.Sprintf("/run%d%s", runs.Add(1), p)
 }
 
 func put(t *testing.T, cli *clientv3.Client, key, val string, opts ...clientv3.OpOption) int64 {

@@ -2,12 +2,14 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/go-lb/lb"
@@ -172,7 +174,9 @@ func (r *Registration) Close() error {
 		r.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultRequestTimeout)
 		defer cancel()
-		if _, err := r.cli.Revoke(ctx, lease); err != nil {
+		// A lease that is not found is gone with its key: etcd expired it,
+		// or a re-registration cut short by Close revoked it itself.
+		if _, err := r.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			r.closeErr = fmt.Errorf("etcd: revoking the lease of %q (the key expires after its TTL): %w", r.key, err)
 		}
 	})

@@ -29,9 +29,10 @@ func TestRegisterPutsUnderALeaseAndCloseDeletes(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
 	ep := lb.Endpoint{Addr: "10.0.0.7:80", Weight: 2, Labels: map[string]string{"zone": "eu-1"}}
-	reg, err := etcd.Register(context.Background(), cli, "/register/api/10.0.0.7:80", ep, etcd.RegisterOptions{TTL: 1500 * time.Millisecond})
+	key := uniq("/register/api/10.0.0.7:80")
+	reg, err := etcd.Register(context.Background(), cli, key, ep, etcd.RegisterOptions{TTL: 1500 * time.Millisecond})
 	require.NoError(t, err)
-	val, lease, ok := getKey(t, cli, "/register/api/10.0.0.7:80")
+	val, lease, ok := getKey(t, cli, key)
 	require.True(t, ok)
 	assert.JSONEq(t, `{"addr":"10.0.0.7:80","weight":2,"labels":{"zone":"eu-1"}}`, val)
 	require.NotZero(t, lease)
@@ -44,7 +45,7 @@ func TestRegisterPutsUnderALeaseAndCloseDeletes(t *testing.T) {
 
 	require.NoError(t, reg.Close())
 	require.NoError(t, reg.Close(), "Close twice")
-	_, _, ok = getKey(t, cli, "/register/api/10.0.0.7:80")
+	_, _, ok = getKey(t, cli, key)
 	assert.False(t, ok, "Close should delete the key at once")
 	ttl, err = cli.TimeToLive(ctx, clientv3.LeaseID(lease))
 	require.NoError(t, err)
@@ -57,7 +58,7 @@ func TestRegisterPutsUnderALeaseAndCloseDeletes(t *testing.T) {
 func TestRegisterRecoversALostLease(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
-	const key = "/register/lost/10.0.0.8:80"
+	key := uniq("/register/lost/10.0.0.8:80")
 	reg, err := etcd.Register(context.Background(), cli, key, lb.Endpoint{Addr: "10.0.0.8:80"}, etcd.RegisterOptions{TTL: 2 * time.Second})
 	require.NoError(t, err)
 	defer reg.Close()
@@ -83,6 +84,7 @@ func TestRegisterErrors(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
 	ok := lb.Endpoint{Addr: "a:1"}
+	k := uniq("/k")
 	tests := []struct {
 		name string
 		cli  *clientv3.Client
@@ -91,11 +93,11 @@ func TestRegisterErrors(t *testing.T) {
 		opts etcd.RegisterOptions
 		want error
 	}{
-		{"nil client", nil, "/k", ok, etcd.RegisterOptions{}, lb.ErrInvalidConfig},
+		{"nil client", nil, k, ok, etcd.RegisterOptions{}, lb.ErrInvalidConfig},
 		{"empty key", cli, "", ok, etcd.RegisterOptions{}, lb.ErrInvalidConfig},
-		{"negative TTL", cli, "/k", ok, etcd.RegisterOptions{TTL: -time.Second}, lb.ErrInvalidConfig},
-		{"invalid endpoint", cli, "/k", lb.Endpoint{Addr: "nope"}, etcd.RegisterOptions{}, lb.ErrInvalidEndpoint},
-		{"context ended", cli, "/k", ok, etcd.RegisterOptions{}, context.Canceled},
+		{"negative TTL", cli, k, ok, etcd.RegisterOptions{TTL: -time.Second}, lb.ErrInvalidConfig},
+		{"invalid endpoint", cli, k, lb.Endpoint{Addr: "nope"}, etcd.RegisterOptions{}, lb.ErrInvalidEndpoint},
+		{"context ended", cli, k, ok, etcd.RegisterOptions{}, context.Canceled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,6 +112,6 @@ func TestRegisterErrors(t *testing.T) {
 			assert.Nil(t, reg)
 		})
 	}
-	_, _, found := getKey(t, cli, "/k")
+	_, _, found := getKey(t, cli, k)
 	assert.False(t, found, "a failed Register left its key")
 }

@@ -150,7 +150,8 @@ func register(t *testing.T, cli *clientv3.Client, prefix, addr string, ttl time.
 // runs out.
 func TestResolverFollowsRegistrations(t *testing.T) {
 	t.Parallel()
-	const prefix, ttl = "/follows/api/", 2 * time.Second
+	const ttl = 2 * time.Second
+	prefix := uniq("/follows/api/")
 	var clis [3]*clientv3.Client
 	var regs [3]*etcd.Registration
 	for i := range regs {
@@ -203,13 +204,13 @@ func backends(bal *lb.Balancer) string {
 // which are skipped (logged) without touching the set.
 func TestResolverValues(t *testing.T) {
 	t.Parallel()
-	const prefix = "/values/api/"
+	prefix := uniq("/values/api/")
 	cli := newClient(t, exampleEtcd)
 	put(t, cli, prefix+"a", `{"addr":"10.0.0.1:80","weight":3,"labels":{"zone":"eu-1"}}`)
 	put(t, cli, prefix+"b", "  10.0.0.2:80\n")
 	put(t, cli, prefix+"bad1", "not an endpoint")
 	put(t, cli, prefix+"bad2", `{"addr":"10.0.0.9:80","weight":-1}`)
-	put(t, cli, "/values/apiother", "10.9.9.9:80") // another prefix's key
+	put(t, cli, strings.TrimSuffix(prefix, "/")+"other", "10.9.9.9:80") // another prefix's key
 
 	logs := &logRecorder{}
 	rec := watch(t, etcd.Resolver{Client: cli, Prefix: prefix, Logger: slog.New(logs)})
@@ -249,7 +250,7 @@ func TestResolverValues(t *testing.T) {
 // address stays while either key exists.
 func TestResolverSameAddressTwice(t *testing.T) {
 	t.Parallel()
-	const prefix = "/twice/api/"
+	prefix := uniq("/twice/api/")
 	cli := newClient(t, exampleEtcd)
 	put(t, cli, prefix+"old", `{"addr":"10.0.0.1:80","weight":1}`)
 	rec := watch(t, etcd.Resolver{Client: cli, Prefix: prefix})
@@ -268,7 +269,7 @@ func TestResolverSameAddressTwice(t *testing.T) {
 // An empty prefix is reported as an empty set: etcd says there is nothing.
 func TestResolverEmptyPrefix(t *testing.T) {
 	t.Parallel()
-	rec := watch(t, etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: "/nothing/here/"})
+	rec := watch(t, etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: uniq("/nothing/here/")})
 	waitFor(t, "a set", func() bool { return rec.count() == 1 })
 	assert.NotNil(t, rec.last())
 	assert.Empty(t, rec.last())
@@ -279,7 +280,7 @@ func TestResolverEmptyPrefix(t *testing.T) {
 func TestResolverSurvivesEtcdRestart(t *testing.T) {
 	t.Parallel()
 	srv := startEtcd(t)
-	const prefix = "/restart/api/"
+	prefix := uniq("/restart/api/")
 	cli := srv.client(t)
 	put(t, cli, prefix+"a", "10.0.0.1:80")
 	put(t, cli, prefix+"b", "10.0.0.2:80")
@@ -320,7 +321,7 @@ func TestResolverSurvivesEtcdRestart(t *testing.T) {
 func TestResolverCompactionWhileDisconnected(t *testing.T) {
 	t.Parallel()
 	srv := startEtcd(t)
-	const prefix = "/compact/api/"
+	prefix := uniq("/compact/api/")
 	admin := srv.client(t)
 	put(t, admin, prefix+"a", "10.0.0.1:80")
 	px := startProxy(t, srv.clientURL.Host)
@@ -356,7 +357,7 @@ func TestResolverCompactionWhileDisconnected(t *testing.T) {
 func TestResolverResumesAfterLostConnection(t *testing.T) {
 	t.Parallel()
 	srv := startEtcd(t)
-	const prefix = "/resume/api/"
+	prefix := uniq("/resume/api/")
 	admin := srv.client(t)
 	put(t, admin, prefix+"a", "10.0.0.1:80")
 	px := startProxy(t, srv.clientURL.Host)
@@ -407,16 +408,17 @@ func TestResolverConfigErrors(t *testing.T) {
 func TestResolverEnds(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
-	put(t, cli, "/ends/api/a", "10.0.0.1:80")
+	prefix := uniq("/ends/api/")
+	put(t, cli, prefix+"a", "10.0.0.1:80")
 	errStop := context.DeadlineExceeded
-	err := etcd.Resolver{Client: cli, Prefix: "/ends/api/"}.Watch(context.Background(), func([]lb.Endpoint) error { return errStop })
+	err := etcd.Resolver{Client: cli, Prefix: prefix}.Watch(context.Background(), func([]lb.Endpoint) error { return errStop })
 	require.ErrorIs(t, err, errStop)
 
 	own := newClient(t, exampleEtcd)
 	done := make(chan error, 1)
 	started := make(chan struct{})
 	go func() {
-		done <- etcd.Resolver{Client: own, Prefix: "/ends/api/"}.Watch(context.Background(), func([]lb.Endpoint) error {
+		done <- etcd.Resolver{Client: own, Prefix: prefix}.Watch(context.Background(), func([]lb.Endpoint) error {
 			close(started)
 			return nil
 		})
