@@ -150,10 +150,6 @@ type WeightedQuality struct {
 	// sequence: ceil(the heaviest backend's picks per period / the others'
 	// picks per period).
 	IdealRun int
-	// MaxLag is the largest gap, at any point of the sequence, between a
-	// backend's picks so far and its exact share of them (t × w/W): how far
-	// from smooth the sequence gets.
-	MaxLag float64
 	// First is the first period's sequence when there are at most 3
 	// backends (a, b, c), else "".
 	First string
@@ -176,8 +172,8 @@ func WeightSets() []WeightSet {
 }
 
 // MeasureWeighted draws picks from a weighted row over ws and measures
-// its shares and smoothness. For round robin, picks is a whole number of
-// periods; for random rows, any large count.
+// its shares and smoothness. For round robin, picks should be a whole
+// number of periods (Period); for random rows, any large count.
 func MeasureWeighted(im Impl, ws WeightSet, picks int) (WeightedQuality, error) {
 	names := Names(len(ws.Weights))
 	p, err := im.NewSeq(names, ws.Weights)
@@ -195,7 +191,7 @@ func MeasureWeighted(im Impl, ws WeightSet, picks int) (WeightedQuality, error) 
 	q := WeightedQuality{Weights: ws.Name, Picks: picks}
 	count := make([]int, len(names))
 	var run, last int = 0, -1
-	period := total / gcdAll(ws.Weights)
+	period := ws.Period()
 	for t := 1; t <= picks; t++ {
 		name := p.Next()
 		i, ok := idx[name]
@@ -211,13 +207,6 @@ func MeasureWeighted(im Impl, ws WeightSet, picks int) (WeightedQuality, error) 
 		q.LongestRun = max(q.LongestRun, run)
 		if len(names) <= 3 && t <= period {
 			q.First += string(rune('a' + i))
-		}
-		// The lag is checked for every backend only over the first periods
-		// (it repeats with the period); always for the one picked.
-		if t <= 4*period {
-			for j, c := range count {
-				q.MaxLag = max(q.MaxLag, math.Abs(float64(c)-float64(t)*float64(ws.Weights[j])/float64(total)))
-			}
 		}
 	}
 	for i, c := range count {
@@ -235,6 +224,16 @@ func MeasureWeighted(im Impl, ws WeightSet, picks int) (WeightedQuality, error) 
 		q.IdealRun = picks
 	}
 	return q, nil
+}
+
+// Period returns the length of the smooth weighted round robin's period
+// over ws: the sum of the weights divided by their greatest common divisor.
+func (ws WeightSet) Period() int {
+	var total int
+	for _, w := range ws.Weights {
+		total += w
+	}
+	return total / gcdAll(ws.Weights)
 }
 
 func gcdAll(ws []int) int {
