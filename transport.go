@@ -46,8 +46,12 @@ import (
 // whether the request may have executed (ErrMaybeExecuted) or was never
 // sent (ErrNotSent).
 //
-// A Transport is safe for concurrent use. Response bodies must be closed
-// (as with any http.Client), or the backend's in-flight count never drops.
+// Every request goes to the Balancer's backends, whatever the host of its
+// URL: use one Transport (and http.Client) per service, and mind that a
+// redirect to another host would be sent to the pool too (set
+// http.Client.CheckRedirect to refuse those). A Transport is safe for
+// concurrent use. Response bodies must be closed (as with any
+// http.Client), or the backend's in-flight count never drops.
 type Transport struct {
 	bal         *Balancer
 	base        http.RoundTripper

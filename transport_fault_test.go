@@ -119,6 +119,24 @@ func runFault(t *testing.T, scenario faultScenario, n, c int) faultReport {
 	for i, b := range bs {
 		index[b.name] = i
 	}
+	request := func(i int64) {
+		resp, err := client.Get("http://svc.internal/")
+		if err != nil {
+			failed.Add(1)
+			t.Logf("request %d: %v", i, err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			failed.Add(1)
+			t.Logf("request %d: status %d", i, resp.StatusCode)
+			return
+		}
+		if i > threeQuarters {
+			servedAfter[index[resp.Header.Get("X-Backend")]].Add(1)
+		}
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < c; w++ {
@@ -126,10 +144,12 @@ func runFault(t *testing.T, scenario faultScenario, n, c int) faultReport {
 		go func() {
 			defer wg.Done()
 			for {
+				// Each request holds the gate for reading, so that the
+				// restart can wait for the requests in flight.
 				gate.RLock()
 				i := next.Add(1)
-				gate.RUnlock()
 				if i > int64(n) {
+					gate.RUnlock()
 					return
 				}
 				switch i {
@@ -150,6 +170,9 @@ func runFault(t *testing.T, scenario faultScenario, n, c int) faultReport {
 					}
 					mu.Unlock()
 				case threeQuarters:
+					// Pause: let the requests in flight end, so that no
+					// late failure ejects the victim after its restart.
+					gate.RUnlock()
 					gate.Lock()
 					mu.Lock()
 					rep.victimAttemptsDown = statsOf(bal, victim.addr).Picks - attemptsAt
@@ -165,23 +188,10 @@ func runFault(t *testing.T, scenario faultScenario, n, c int) faultReport {
 					trWaitFor(t, 10*time.Second, func() bool { return !statsOf(bal, victim.addr).Ejected }, "readmission")
 					mu.Unlock()
 					gate.Unlock()
+					gate.RLock()
 				}
-				resp, err := client.Get("http://svc.internal/")
-				if err != nil {
-					failed.Add(1)
-					t.Logf("request %d: %v", i, err)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					t.Logf("request %d: status %d", i, resp.StatusCode)
-					continue
-				}
-				if i > threeQuarters {
-					servedAfter[index[resp.Header.Get("X-Backend")]].Add(1)
-				}
+				request(i)
+				gate.RUnlock()
 			}
 		}()
 	}
