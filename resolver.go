@@ -170,9 +170,9 @@ func cloneEndpoints(eps []Endpoint) []Endpoint {
 	return out
 }
 
-// SortEndpoints sorts eps by address, in place. Resolvers report sorted
-// sets so that equal sets compare equal with EqualEndpoints.
-func SortEndpoints(eps []Endpoint) {
+// sortEndpoints sorts eps by address, in place: resolvers report sorted
+// sets, so that equal sets compare equal with EqualEndpoints.
+func sortEndpoints(eps []Endpoint) {
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Addr < eps[j].Addr })
 }
 

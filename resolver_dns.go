@@ -85,9 +85,14 @@ type DNS struct {
 
 // Defaults of DNS.
 const (
-	DefaultDNSRefresh      = 30 * time.Second
-	DefaultDNSJitter       = 0.1
-	DefaultDNSTimeout      = 5 * time.Second
+	// DefaultDNSRefresh is the default time between lookups.
+	DefaultDNSRefresh = 30 * time.Second
+	// DefaultDNSJitter is the default spread of the refresh interval.
+	DefaultDNSJitter = 0.1
+	// DefaultDNSTimeout is the default bound of one lookup.
+	DefaultDNSTimeout = 5 * time.Second
+	// DefaultDNSMaxEndpoints is the default cap on the endpoints taken
+	// from one answer.
 	DefaultDNSMaxEndpoints = 1000
 )
 
@@ -335,7 +340,7 @@ func srvEndpoints(srvs []*net.SRV) []Endpoint {
 	for i := range eps {
 		eps[i].Weight /= g
 	}
-	SortEndpoints(eps)
+	sortEndpoints(eps)
 	return eps
 }
 
@@ -376,6 +381,6 @@ func (w *dnsWatch) capped(eps []Endpoint) []Endpoint {
 	} else {
 		w.lastSeen = 0
 	}
-	SortEndpoints(eps)
+	sortEndpoints(eps)
 	return eps
 }

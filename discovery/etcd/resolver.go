@@ -61,9 +61,12 @@ type Resolver struct {
 
 // Defaults of Resolver.
 const (
+	// DefaultRequestTimeout is the default bound of one list request.
 	DefaultRequestTimeout = 5 * time.Second
-	DefaultMaxBackoff     = 5 * time.Second
-	minBackoff            = 100 * time.Millisecond
+	// DefaultMaxBackoff is the default longest wait between retries.
+	DefaultMaxBackoff = 5 * time.Second
+	// minBackoff is the first wait after a failure.
+	minBackoff = 100 * time.Millisecond
 )
 
 func (r Resolver) withDefaults() (Resolver, error) {
