@@ -1,0 +1,256 @@
+// Command lbsim compares lb's load-balancing strategies on a simulated
+// fleet. It runs a discrete-event simulation, in simulated time, of
+// clients sending requests through real lb Balancers (one per client) to
+// backends with log-normal service times, a number of slots and a queue,
+// while backends slow down, fail, restart, join and leave; and it reports
+// per strategy the latency percentiles, errors, retries, load balance, key
+// affinity and keys moved at each membership change, as Markdown tables
+// and as charts (PNG and SVG).
+//
+// Usage:
+//
+//	lbsim -scenario scenarios/slow-backend.json -out ../../docs -prefix lbsim-slow-backend
+//	lbsim -backends 100 -requests 1000000 -rate 50000
+//
+// See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "lbsim:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// config is what the flags say.
+type config struct {
+	scenario   string
+	seed       uint64
+	requests   int64
+	strategies string
+	out        string
+	prefix     string
+	parallel   int
+	fleet      Scenario // the fleet when there is no scenario file
+	median     time.Duration
+	slowFactor float64
+	zipf       float64
+	set        map[string]bool // flags given on the command line
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{set: map[string]bool{}}
+	fs := flag.NewFlagSet("lbsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.scenario, "scenario", "", "scenario file (JSON); without it, the fleet flags below describe a uniform fleet")
+	fs.Uint64Var(&c.seed, "seed", 0, "seed of the simulator's random draws (overrides the scenario's)")
+	fs.Int64Var(&c.requests, "requests", 0, "number of requests: sets the duration to requests/rate (overrides the scenario's duration)")
+	fs.StringVar(&c.strategies, "strategies", "", "comma-separated strategies (default all: "+strings.Join(strategyNames, ",")+")")
+	fs.StringVar(&c.out, "out", "", "directory for the charts (PNG and SVG); none when empty")
+	fs.StringVar(&c.prefix, "prefix", "", "file name prefix of the charts (default lbsim-<scenario name>)")
+	fs.IntVar(&c.parallel, "parallel", runtime.GOMAXPROCS(0), "strategies simulated at once")
+	// The fleet without a scenario file; with one, these override it when given.
+	f := &c.fleet
+	fs.IntVar(&f.Clients, "clients", 10, "clients (each with its own lb.Balancer)")
+	fs.Float64Var(&f.Rate, "rate", 50_000, "arrival rate, requests per second (Poisson)")
+	fs.IntVar(&f.Keys.Count, "keys", 100_000, "size of the key space")
+	fs.Float64Var(&c.zipf, "zipf", 0, "Zipf exponent (> 1) for hot keys; 0: uniform keys")
+	// Fleet shape, only without a scenario file.
+	backends := fs.Int("backends", 100, "backends (fleet without a scenario file)")
+	fs.DurationVar(&c.median, "median", 10*time.Millisecond, "median service time (fleet without a scenario file)")
+	sigma := fs.Float64("sigma", 0.5, "log-normal sigma of the service time (fleet without a scenario file)")
+	slots := fs.Int("slots", 8, "calls served at once per backend (fleet without a scenario file)")
+	maxQueue := fs.Int("max-queue", 0, "queue bound per backend, 0: unbounded (fleet without a scenario file)")
+	fs.Float64Var(&c.slowFactor, "slow", 1, "service time factor of the last backend, e.g. 5 for one slow backend (fleet without a scenario file)")
+	retries := fs.Int("retries", 2, "retries on another backend after a failure")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: lbsim [flags]\n\nSimulates a fleet under each of lb's strategies and prints Markdown tables.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q (flags only; see -h)", fs.Args())
+	}
+	fs.Visit(func(fl *flag.Flag) { c.set[fl.Name] = true })
+	f.Retries = retries
+	if c.scenario == "" {
+		f.Name = "flags"
+		f.Duration = Duration(time.Minute)
+		g := BackendGroup{Count: *backends, Median: Duration(c.median), Sigma: *sigma, Slots: *slots, MaxQueue: *maxQueue}
+		if *backends < 1 {
+			return nil, fmt.Errorf("-backends is %d; it must be >= 1", *backends)
+		}
+		f.Backends = []BackendGroup{g}
+		if c.slowFactor != 1 && *backends > 1 {
+			f.Backends[0].Count--
+			slow := g
+			slow.Count = 1
+			slow.Median = Duration(float64(g.Median) * c.slowFactor)
+			f.Backends = append(f.Backends, slow)
+		}
+	}
+	return c, nil
+}
+
+// scenario returns the scenario to run: the file's or the fleet flags',
+// with the flags given on the command line applied over it.
+func (c *config) loadScenario() (*Scenario, error) {
+	var sc *Scenario
+	if c.scenario != "" {
+		var err error
+		if sc, err = LoadScenario(c.scenario); err != nil {
+			return nil, err
+		}
+		if c.set["clients"] {
+			sc.Clients = c.fleet.Clients
+		}
+		if c.set["rate"] {
+			sc.Rate = c.fleet.Rate
+		}
+		if c.set["keys"] {
+			sc.Keys.Count = c.fleet.Keys.Count
+		}
+		if c.set["retries"] {
+			sc.Retries = c.fleet.Retries
+		}
+		for _, name := range []string{"backends", "median", "sigma", "slots", "max-queue", "slow"} {
+			if c.set[name] {
+				return nil, fmt.Errorf("-%s describes the fleet without a scenario file; edit the scenario instead", name)
+			}
+		}
+	} else {
+		f := c.fleet
+		sc = &f
+	}
+	if c.set["zipf"] || c.scenario == "" {
+		if c.zipf != 0 {
+			sc.Keys.Dist, sc.Keys.S = "zipf", c.zipf
+		} else {
+			sc.Keys.Dist, sc.Keys.S = "uniform", 0
+		}
+	}
+	if c.seed != 0 {
+		sc.Seed = c.seed
+	}
+	if c.requests != 0 {
+		if c.requests < 0 {
+			return nil, fmt.Errorf("-requests is %d; it must be > 0", c.requests)
+		}
+		sc.Duration = Duration(float64(c.requests) / sc.Rate * 1e9)
+		sc.SampleInterval = 0
+	}
+	if c.strategies != "" {
+		sc.Strategies = strings.Split(c.strategies, ",")
+	}
+	if err := sc.withDefaults(); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if c.parallel < 1 {
+		return fmt.Errorf("-parallel is %d; it must be >= 1", c.parallel)
+	}
+	sc, err := c.loadScenario()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	results, err := RunAll(sc, c.parallel)
+	if err != nil {
+		return err
+	}
+	wall := time.Since(start)
+	writeReport(stdout, sc, results, wall)
+	if c.out != "" {
+		prefix := c.prefix
+		if prefix == "" {
+			prefix = "lbsim-" + sc.Name
+		}
+		files, err := WriteCharts(c.out, prefix, sc, results)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			fmt.Fprintln(stderr, "wrote", f)
+		}
+	}
+	return nil
+}
+
+// RunAll simulates the scenario with each of its strategies, up to
+// parallel at once, and returns the results in the scenario's order.
+func RunAll(sc *Scenario, parallel int) ([]*Result, error) {
+	results := make([]*Result, len(sc.Strategies))
+	errs := make([]error, len(sc.Strategies))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, name := range sc.Strategies {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i], errs[i] = Run(sc, name)
+		}()
+	}
+	wg.Wait()
+	return results, errors.Join(errs...)
+}
+
+func writeReport(w io.Writer, sc *Scenario, results []*Result, wall time.Duration) {
+	fmt.Fprintf(w, "## %s\n\n", sc.Name)
+	if sc.Description != "" {
+		fmt.Fprintf(w, "%s\n\n", sc.Description)
+	}
+	n := 0
+	for _, g := range sc.Backends {
+		n += g.Count
+	}
+	var reqs int64
+	if len(results) > 0 {
+		reqs = results[0].Requests
+	}
+	fmt.Fprintf(w, "%d requests over %v of simulated time (%.0f/s, %s keys, %d clients), %d backends, %d retries, seed %d.\n\n",
+		reqs, sc.Duration.D(), sc.Rate, keysText(sc.Keys), sc.Clients, n, *sc.Retries, sc.Seed)
+	WriteTable(w, results)
+	fmt.Fprintln(w)
+	var moves strings.Builder
+	WriteMoves(&moves, results)
+	if moves.Len() > 0 {
+		fmt.Fprintf(w, "Keys moved at each change of the picker's set (share of the key space; ideal: the least that had to move):\n\n%s\n", moves.String())
+	}
+	var sum time.Duration
+	for _, r := range results {
+		sum += r.Wall
+	}
+	fmt.Fprintf(w, "Simulated in %v (%v of simulation over %d strategies).\n", wall.Round(time.Millisecond), sum.Round(time.Millisecond), len(results))
+}
+
+func keysText(k Keys) string {
+	if k.Dist == "zipf" {
+		return fmt.Sprintf("%d Zipf(s=%g)", k.Count, k.S)
+	}
+	return fmt.Sprintf("%d uniform", k.Count)
+}

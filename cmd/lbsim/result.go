@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Result is what one strategy did in one scenario.
+type Result struct {
+	Strategy string
+	Backends []string // names, in order
+	Slots    []int    // each backend's slots
+
+	Requests int64 // arrived
+	Errors   int64 // failed after every try
+	Attempts int64 // picks, retries included
+	Retries  int64 // attempts after the first
+	Rejected int64 // attempts rejected by a full queue
+
+	// Latency percentiles of the successful requests, from arrival to the
+	// end of the attempt that succeeded (queueing and retries included).
+	P50, P99, P999, Mean time.Duration
+	// SameBackend is the share of successful requests served by the
+	// backend that served their key's previous successful request (NaN
+	// when no key repeats).
+	SameBackend float64
+	// MaxMeanPicks and MaxMeanInflight compare the busiest backend to the
+	// mean: picks per second and mean calls in service or queued, both per
+	// unit of weight and over the time each backend was in the set.
+	MaxMeanPicks, MaxMeanInflight float64
+
+	Picks []uint64    // attempts per backend
+	Load  [][]float64 // [backend][sample]: mean calls in service or queued
+	Moves []Move      // one per change of the picker's set
+	Wall  time.Duration
+
+	lat                 []int64 // successful requests' latencies (sorted by summarise)
+	keyRepeats, keySame int64
+	pickRate            []float64
+	meanInflight        []float64
+	sampleInterval      time.Duration
+}
+
+// Move is one change of the set the pickers are built over.
+type Move struct {
+	At    time.Duration
+	Label string
+	Moved float64 // share of the key space placed elsewhere (NaN: the strategy does not place keys)
+	Ideal float64 // the least share that had to move
+}
+
+func newResult(sc *Scenario, strategy string, names []string, samples int) *Result {
+	r := &Result{
+		Strategy:       strategy,
+		Backends:       names,
+		Picks:          make([]uint64, len(names)),
+		Load:           make([][]float64, len(names)),
+		pickRate:       make([]float64, len(names)),
+		meanInflight:   make([]float64, len(names)),
+		sampleInterval: sc.SampleInterval.D(),
+		lat:            make([]int64, 0, int(sc.Rate*sc.Duration.D().Seconds()*1.01)+16),
+	}
+	for i := range r.Load {
+		r.Load[i] = make([]float64, samples)
+	}
+	for _, g := range sc.Backends {
+		for range g.Count {
+			r.Slots = append(r.Slots, g.Slots)
+		}
+	}
+	return r
+}
+
+func (r *Result) summarise() {
+	slices.Sort(r.lat)
+	r.P50, r.P99, r.P999 = r.Quantile(0.5), r.Quantile(0.99), r.Quantile(0.999)
+	if n := len(r.lat); n > 0 {
+		var sum float64
+		for _, v := range r.lat {
+			sum += float64(v)
+		}
+		r.Mean = time.Duration(sum / float64(n))
+	}
+	r.SameBackend = math.NaN()
+	if r.keyRepeats > 0 {
+		r.SameBackend = float64(r.keySame) / float64(r.keyRepeats)
+	}
+	r.MaxMeanPicks = maxOverMean(r.pickRate)
+	r.MaxMeanInflight = maxOverMean(r.meanInflight)
+}
+
+// Quantile returns the q-quantile (nearest rank) of the successful
+// requests' latencies.
+func (r *Result) Quantile(q float64) time.Duration {
+	n := len(r.lat)
+	if n == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(n))) - 1
+	return time.Duration(r.lat[min(max(i, 0), n-1)])
+}
+
+// FractionAtMost returns the share of successful requests whose latency is
+// at most d.
+func (r *Result) FractionAtMost(d time.Duration) float64 {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i, _ := slices.BinarySearch(r.lat, int64(d)+1)
+	return float64(i) / float64(len(r.lat))
+}
+
+// Successes is the number of requests that succeeded.
+func (r *Result) Successes() int { return len(r.lat) }
+
+// ErrorRate is Errors / Requests.
+func (r *Result) ErrorRate() float64 { return ratio(r.Errors, r.Requests) }
+
+// RetryRate is Retries / Requests.
+func (r *Result) RetryRate() float64 { return ratio(r.Retries, r.Requests) }
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// maxOverMean ignores NaN (backends never in the set).
+func maxOverMean(v []float64) float64 {
+	var sum, hi float64
+	n := 0
+	for _, x := range v {
+		if math.IsNaN(x) {
+			continue
+		}
+		sum += x
+		hi = max(hi, x)
+		n++
+	}
+	if n == 0 || sum == 0 {
+		return math.NaN()
+	}
+	return hi / (sum / float64(n))
+}
+
+// MeanMoved is the mean share of keys moved per change (NaN when the
+// strategy does not place keys or nothing changed).
+func (r *Result) MeanMoved() float64 {
+	var sum float64
+	n := 0
+	for _, m := range r.Moves {
+		if !math.IsNaN(m.Moved) {
+			sum += m.Moved
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}
+
+// WriteTable writes the results as a Markdown table, one row per strategy.
+func WriteTable(w io.Writer, results []*Result) {
+	fmt.Fprintln(w, "| strategy | p50 | p99 | p99.9 | mean | errors | retries | max/mean picks | max/mean in-flight | same backend | keys moved per change |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Strategy, ms(r.P50), ms(r.P99), ms(r.P999), ms(r.Mean),
+			pct(r.ErrorRate()), pct(r.RetryRate()),
+			num(r.MaxMeanPicks), num(r.MaxMeanInflight), pct(r.SameBackend), pct(r.MeanMoved()))
+	}
+}
+
+// WriteMoves writes the keys moved at each change, one column per
+// strategy that places keys. It writes nothing when no strategy does or
+// nothing changed.
+func WriteMoves(w io.Writer, results []*Result) {
+	var cols []*Result
+	for _, r := range results {
+		if hashes(r.Strategy) {
+			cols = append(cols, r)
+		}
+	}
+	if len(cols) == 0 || len(cols[0].Moves) == 0 {
+		return
+	}
+	head := []string{"#", "time", "change", "ideal"}
+	for _, r := range cols {
+		head = append(head, r.Strategy)
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
+	fmt.Fprintf(w, "|---|---:|---|%s\n", strings.Repeat("---:|", len(head)-3))
+	for i, m := range cols[0].Moves {
+		row := []string{fmt.Sprint(i + 1), fmt.Sprintf("%.2fs", m.At.Seconds()), m.Label, pct(m.Ideal)}
+		for _, r := range cols {
+			row = append(row, pct(r.Moves[i].Moved))
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+}
+
+func ms(d time.Duration) string {
+	v := float64(d) / 1e6
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
+}
+
+func pct(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	p := v * 100
+	if p != 0 && p < 0.1 {
+		return fmt.Sprintf("%.3f%%", p)
+	}
+	return fmt.Sprintf("%.1f%%", p)
+}
+
+func num(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
