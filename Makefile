@@ -24,6 +24,9 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## bench: the root module's benchmarks (every picker, serial and parallel).
+## bench: the root module's benchmarks (every picker, serial and parallel),
+## then BENCHMARKS.md: lb against its peers, speed and quality, from the
+## benchmarks module (about 10 minutes on 2 cores; run it on a quiet machine).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 .
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -benchtime 250ms .
+	cd benchmarks && $(GO) run ./cmd/benchmd -count 5 -benchtime 200ms -out ../BENCHMARKS.md

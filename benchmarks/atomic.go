@@ -21,7 +21,7 @@ func (a *AtomicRR) Next() string { return a.names[a.c.Add(1)%a.n] }
 
 func atomicImpls() []Impl {
 	return []Impl{{
-		Workload: RoundRobin, ID: "atomic", Library: "sync/atomic", Module: "std",
+		Workload: RoundRobin, ID: "atomic", Library: "sync/atomic", Module: "std", Baseline: true,
 		Settings: "bare baseline: names[counter.Add(1) % N]",
 		NewSeq: func(names []string, _ []int) (SeqPicker, error) {
 			return NewAtomicRR(names), nil

@@ -82,7 +82,7 @@ func buraksezerImpls() []Impl {
 			settings = "65537 partitions (as lb.Maglev's slots), replication 20, load 1.25; xxhash64"
 		}
 		out = append(out, Impl{
-			Workload: Hash, ID: "buraksezer-p" + itoa(p),
+			Workload: Hash, Kind: "ring", ID: "buraksezer-p" + itoa(p),
 			Library: "github.com/buraksezer/consistent", Module: "github.com/buraksezer/consistent",
 			Settings: settings,
 			Limit:    buraksezerLimit(p),

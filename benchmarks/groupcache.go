@@ -24,7 +24,7 @@ func groupcacheImpls() []Impl {
 			settings = "New(1024, nil): 1024 replicas (as lb), CRC-32"
 		}
 		out = append(out, Impl{
-			Workload: Hash, ID: groupcacheID(r),
+			Workload: Hash, Kind: "ring", ID: groupcacheID(r),
 			Library: "github.com/golang/groupcache/consistenthash", Module: "github.com/golang/groupcache",
 			Settings: settings,
 			NewKeyed: func(names []string) (KeyPicker, error) { return NewGroupcache(names, r), nil },

@@ -42,6 +42,13 @@ type Impl struct {
 	Settings string
 	// Lb marks lb's own rows.
 	Lb bool
+	// Baseline marks a row that is not a library (the bare atomic counter):
+	// shown for reference, never the "best peer".
+	Baseline bool
+	// Kind is a Hash row's algorithm: "ring" (points on a circle),
+	// "maglev", "jump" or "rendezvous", to compare lb's rows with the peers
+	// of the same kind as well as with the best of all.
+	Kind string
 	// Unsafe is set when the library is not safe for concurrent use: its
 	// parallel benchmark adds a sync.Mutex, as its users must.
 	Unsafe bool

@@ -22,6 +22,7 @@ func TestImplsAreDescribed(t *testing.T) {
 		assert.NotContains(t, im.ID, "/", id)
 		if im.Workload == Hash {
 			assert.NotNil(t, im.NewKeyed, id)
+			assert.Contains(t, []string{"ring", "maglev", "jump", "rendezvous"}, im.Kind, id)
 		} else {
 			assert.NotNil(t, im.NewSeq, id)
 		}
@@ -30,7 +31,7 @@ func TestImplsAreDescribed(t *testing.T) {
 		rows := ImplsOf(w)
 		require.NotEmpty(t, rows, w)
 		assert.True(t, slices.ContainsFunc(rows, func(im Impl) bool { return im.Lb }), "%s has no lb row", w)
-		assert.True(t, slices.ContainsFunc(rows, func(im Impl) bool { return !im.Lb && im.Module != "std" }), "%s has no peer", w)
+		assert.True(t, slices.ContainsFunc(rows, func(im Impl) bool { return !im.Lb && !im.Baseline }), "%s has no peer", w)
 	}
 }
 

@@ -20,7 +20,7 @@ func (j *Jump) Get(key string) string {
 
 func jumpImpls() []Impl {
 	return []Impl{{
-		Workload: Hash, ID: "go-jump",
+		Workload: Hash, ID: "go-jump", Kind: "jump",
 		Library: "github.com/dgryski/go-jump", Module: "github.com/dgryski/go-jump",
 		Settings: "Hash(xxhash64(key), N); removal only at the end of the list",
 		NewKeyed: func(names []string) (KeyPicker, error) { return NewJump(names), nil },

@@ -21,7 +21,7 @@ func (l lafiklPicker) Get(key string) string {
 
 func lafiklImpls() []Impl {
 	return []Impl{{
-		Workload: Hash, ID: "lafikl",
+		Workload: Hash, Kind: "ring", ID: "lafikl",
 		Library: "github.com/lafikl/consistent", Module: "github.com/lafikl/consistent",
 		Settings: "New(): 10 replicas (fixed), BLAKE2b, RWMutex per lookup; Get (no load bound)",
 		NewKeyed: func(names []string) (KeyPicker, error) { return lafiklPicker{NewLafikl(names)}, nil },

@@ -102,21 +102,21 @@ func lbImpls() []Impl {
 			}),
 		},
 		{
-			Workload: Hash, ID: "lb-ring", Library: lib, Module: mod, Lb: true,
+			Workload: Hash, ID: "lb-ring", Kind: "ring", Library: lib, Module: mod, Lb: true,
 			Settings: "Ring{}: 1024 replicas, xxhash64",
 			NewKeyed: lbKeyed(func(eps []lb.Endpoint) (lb.Picker, error) {
 				return picker(LbRing.New(eps))
 			}),
 		},
 		{
-			Workload: Hash, ID: "lb-ring-crc32", Library: lib, Module: mod, Lb: true,
+			Workload: Hash, ID: "lb-ring-crc32", Kind: "ring", Library: lib, Module: mod, Lb: true,
 			Settings: "Ring{Hash: CRC32}: 1024 replicas, CRC-32 (compatibility option)",
 			NewKeyed: lbKeyed(func(eps []lb.Endpoint) (lb.Picker, error) {
 				return picker(LbRingCRC32.New(eps))
 			}),
 		},
 		{
-			Workload: Hash, ID: "lb-maglev", Library: lib, Module: mod, Lb: true,
+			Workload: Hash, ID: "lb-maglev", Kind: "maglev", Library: lib, Module: mod, Lb: true,
 			Settings: "Maglev{}: 65537 slots, xxhash64",
 			NewKeyed: lbKeyed(func(eps []lb.Endpoint) (lb.Picker, error) {
 				return picker(LbMaglev.New(eps))

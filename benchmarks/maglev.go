@@ -26,7 +26,7 @@ func (g *GoMaglev) Get(key string) string {
 
 func maglevImpls() []Impl {
 	return []Impl{{
-		Workload: Hash, ID: "go-maglev",
+		Workload: Hash, ID: "go-maglev", Kind: "maglev",
 		Library: "github.com/dgryski/go-maglev", Module: "github.com/dgryski/go-maglev",
 		Settings: "New(names, SmallM): 65537 slots; keys hashed with xxhash64",
 		NewKeyed: func(names []string) (KeyPicker, error) { return NewGoMaglev(names), nil },

@@ -142,6 +142,11 @@ type WeightedQuality struct {
 	// ShareErr is the largest relative error of a backend's share of the
 	// picks against weight/sum(weights): 0 is exact.
 	ShareErr float64
+	// MaxZ is the largest gap between a backend's picks and its share, in
+	// standard deviations of a fair random sampler's count (binomial): a
+	// fair random sampler gives about 1.5 to 3.5 (the extreme of N
+	// normal draws); a round robin, 0.
+	MaxZ float64
 	// LongestRun is the longest run of picks of one backend over the
 	// whole stream (runs that cross a period's end included: that is what
 	// a backend sees in steady state).
@@ -212,6 +217,10 @@ func MeasureWeighted(im Impl, ws WeightSet, picks int) (WeightedQuality, error) 
 	for i, c := range count {
 		want := float64(picks) * float64(ws.Weights[i]) / float64(total)
 		q.ShareErr = max(q.ShareErr, math.Abs(float64(c)-want)/want)
+		p := float64(ws.Weights[i]) / float64(total)
+		if sd := math.Sqrt(float64(picks) * p * (1 - p)); sd > 0 {
+			q.MaxZ = max(q.MaxZ, math.Abs(float64(c)-want)/sd)
+		}
 	}
 	g := gcdAll(ws.Weights)
 	heavy := 0

@@ -17,7 +17,7 @@ func (r rendezvousPicker) Get(key string) string { return r.r.Lookup(key) }
 
 func rendezvousImpls() []Impl {
 	return []Impl{{
-		Workload: Hash, ID: "go-rendezvous",
+		Workload: Hash, ID: "go-rendezvous", Kind: "rendezvous",
 		Library: "github.com/dgryski/go-rendezvous", Module: "github.com/dgryski/go-rendezvous",
 		Settings: "New(names, xxhash64): one hash per key, O(N) scan",
 		NewKeyed: func(names []string) (KeyPicker, error) { return rendezvousPicker{NewRendezvous(names)}, nil },

@@ -36,7 +36,7 @@ func serialxImpls() []Impl {
 			settings = "NewWithWeights(weight 1024): 1024 points per node (as lb), MD5"
 		}
 		out = append(out, Impl{
-			Workload: Hash, ID: "serialx-w" + itoa(p),
+			Workload: Hash, Kind: "ring", ID: "serialx-w" + itoa(p),
 			Library: "github.com/serialx/hashring", Module: "github.com/serialx/hashring",
 			Settings: settings,
 			NewKeyed: func(names []string) (KeyPicker, error) { return serialxPicker{NewSerialx(names, p)}, nil },

@@ -35,7 +35,7 @@ func stathatImpls() []Impl {
 			settings = "NumberOfReplicas = 1024 (as lb), CRC-32, RWMutex per lookup"
 		}
 		out = append(out, Impl{
-			Workload: Hash, ID: "stathat-r" + itoa(r),
+			Workload: Hash, Kind: "ring", ID: "stathat-r" + itoa(r),
 			Library: "github.com/stathat/consistent", Module: "github.com/stathat/consistent",
 			Settings: settings,
 			Limit:    stathatLimit(r),

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	bm "github.com/go-lb/lb/benchmarks"
+)
+
+// The report renders every section from a small run and a small quality
+// report, names lb's rows and the peers, and lists where lb loses.
+func TestWrite(t *testing.T) {
+	t.Parallel()
+	raw := sample + `BenchmarkGoMaglev/hash/go-maglev/N=100/serial-2 	 1000	        10.00 ns/op	       0 B/op	       0 allocs/op
+BenchmarkHTTP/http/plain-idle256/c=32-2   	   10000	     30000 ns/op	         0.5 conns/1k-req	    5000 B/op	      60 allocs/op
+`
+	run, err := Parse(strings.NewReader(raw))
+	require.NoError(t, err)
+	q := fakeQuality()
+	var out bytes.Buffer
+	Write(&out, Config{Count: 3, Raw: "results/bench.txt", Keys: 2000}, Env{GoVersion: "go1.26.8", CPU: "AMD EPYC", Procs: "2", LbCommit: "abc123"}, run, q)
+	s := out.String()
+	for _, want := range []string{
+		"# Benchmarks", "## Summary", "## Speed", "## HTTP", "## Quality", "## Where lb is not first", "## Notes",
+		"| hash | **lb-ring** | – | – | **2.05** go-maglev |", // 20.48 / 10
+		"| 32 | 32.9 | 30.0 | +2.9 µs | 1.10 |",
+		"commit abc123",
+		"speed, hash **lb-ring**: N=100 serial 2.05× go-maglev",
+		"balance, N=10 **lb-ring**: max/mean 1.080 against 1.020 for go-jump",
+		"| max/mean load | 100 | **lb-ring** | 1.080 | go-jump | 1.020 |",
+		"stray moves, N=100 **lb-maglev**: 0.50% of keys",
+		"| **lb** | {5,1,1} (nginx's example) | 7 | 0 | 4 (3) | `a a b a c a a` |",
+	} {
+		assert.Contains(t, s, want)
+	}
+	for _, im := range bm.Impls() {
+		assert.Contains(t, s, "**"+im.ID+"**", "row %s is described", im.ID)
+	}
+	assert.NotContains(t, s, "%!", "a format error")
+}
+
+// fakeQuality is a quality report with made-up figures (measuring one
+// takes seconds under -race): lb-ring balances worse than go-maglev, and
+// lb-maglev moves stray keys.
+func fakeQuality() Quality {
+	q := Quality{
+		Keys: 2000, Hash: map[string][]bm.HashQuality{}, HashRows: bm.ImplsOf(bm.Hash),
+		WRR: map[string][]WeightedResult{}, WRRRows: bm.ImplsOf(bm.WeightedRR),
+		WRand: map[string][]WeightedResult{}, WRandRow: bm.ImplsOf(bm.WeightedRandom),
+		Sets: bm.WeightSets(),
+	}
+	for _, n := range bm.QualitySizes {
+		q.Uniform = append(q.Uniform, bm.LoadStats{MaxMean: 1.01, MinMean: 0.99, SDMean: 0.01})
+		for _, im := range q.HashRows {
+			h := bm.HashQuality{N: n,
+				Load:   bm.LoadStats{MaxMean: 1.05, MinMean: 0.95, SDMean: 0.03},
+				Add:    bm.MoveStats{Moved: 1.0 / float64(n+1), Ideal: 1.0 / float64(n+1)},
+				Remove: bm.MoveStats{Moved: 1.0 / float64(n), Ideal: 1.0 / float64(n)},
+			}
+			switch im.ID {
+			case "lb-ring":
+				h.Load.MaxMean = 1.08
+			case "lb-maglev", "go-maglev":
+				h.Add.Stray = 0.005
+			case "go-jump":
+				h.Load.MaxMean = 1.02
+			}
+			q.Hash[im.ID] = append(q.Hash[im.ID], h)
+		}
+	}
+	for _, ws := range q.Sets {
+		for _, im := range q.WRRRows {
+			q.WRR[im.ID] = append(q.WRR[im.ID], WeightedResult{WeightedQuality: bm.WeightedQuality{Weights: ws.Name, Picks: 7, LongestRun: 4, IdealRun: 3, First: "aabacaa"}})
+		}
+		for _, im := range q.WRandRow {
+			q.WRand[im.ID] = append(q.WRand[im.ID], WeightedResult{WeightedQuality: bm.WeightedQuality{Weights: ws.Name, Picks: 1000, ShareErr: 0.01, MaxZ: 1.5, LongestRun: 9}})
+		}
+	}
+	return q
+}
