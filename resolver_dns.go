@@ -172,6 +172,9 @@ func (d DNS) Watch(ctx context.Context, update func([]Endpoint) error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		eps, err := w.resolve(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
