@@ -1,15 +1,11 @@
 package lb
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 )
@@ -68,117 +64,6 @@ type Transport struct {
 	retries       atomic.Uint64
 	retriesDenied atomic.Uint64
 	errors        atomic.Uint64
-}
-
-// TransportOption configures a Transport.
-type TransportOption interface {
-	applyTransport(*transportOptions)
-}
-
-type transportOptionFunc func(*transportOptions)
-
-func (f transportOptionFunc) applyTransport(o *transportOptions) { f(o) }
-
-type transportOptions struct {
-	base        http.RoundTripper
-	key         KeyFunc
-	maxAttempts int
-	retryAll    bool
-	failStatus  func(int) bool
-	budget      RetryBudget
-	log         *slog.Logger
-	tlsConfig   *tls.Config
-	maxIdle     int
-	errs        []error
-}
-
-// defaultTransportOptions is the one place the Transport's defaults are set.
-func defaultTransportOptions() transportOptions {
-	return transportOptions{
-		maxAttempts: 3,
-		maxIdle:     DefaultMaxIdleConnsPerBackend,
-	}
-}
-
-// WithBase sets the RoundTripper that sends each attempt (its URL already
-// pointing at the backend). The default is an http.Transport with
-// http.DefaultTransport's settings, DefaultMaxIdleConnsPerBackend idle
-// connections per backend, and one connection pool per TLS server name so
-// that HTTPS certificates are checked against the request's logical host.
-// A base of your own must do that itself: an *http.Transport whose
-// TLSClientConfig.ServerName is empty checks the backend's address.
-func WithBase(rt http.RoundTripper) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.base = rt })
-}
-
-// WithKey sets how a request's hash key is found: HeaderKey, CookieKey,
-// QueryKey, PathKey, or any func(*http.Request) string. The default is no
-// key (hash strategies then pick at random).
-func WithKey(f KeyFunc) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.key = f })
-}
-
-// WithMaxAttempts caps the attempts per request, the first included;
-// default 3, and 1 turns retries off. A request is never sent to the same
-// backend twice, so there are at most as many attempts as backends.
-func WithMaxAttempts(n int) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) {
-		if n < 1 {
-			o.errs = append(o.errs, fmt.Errorf("%w: WithMaxAttempts(%d); attempts must be >= 1", ErrInvalidConfig, n))
-		}
-		o.maxAttempts = n
-	})
-}
-
-// WithRetryNonIdempotent allows retrying requests that may have executed
-// even when their method is not idempotent (POST, PATCH): use it when the
-// backends deduplicate, for example by an idempotency key. Requests that
-// were never sent are retried whatever their method.
-func WithRetryNonIdempotent(allow bool) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.retryAll = allow })
-}
-
-// WithFailureStatus makes responses whose status f reports true count as
-// backend failures (for outlier ejection) and be retried like errors,
-// under the same rules. If the last attempt allowed also gets such a
-// status, that response is returned. Is5xx is the usual choice. The
-// default counts no status as a failure.
-func WithFailureStatus(f func(code int) bool) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.failStatus = f })
-}
-
-// Is5xx reports whether code is a server error (500-599): for
-// WithFailureStatus.
-func Is5xx(code int) bool { return code >= 500 && code <= 599 }
-
-// WithRetryBudget sets the retry budget; see RetryBudget for the defaults.
-func WithRetryBudget(rb RetryBudget) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.budget = rb })
-}
-
-// WithTransportLogger sends retries and refused retries to l at Debug
-// level. The default is the Balancer's logger (WithLogger).
-func WithTransportLogger(l *slog.Logger) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.log = l })
-}
-
-// WithTLSClientConfig sets the TLS configuration of the default base
-// transport (root CAs, client certificates). Its ServerName, if empty, is
-// set per request to the logical host. It cannot be combined with WithBase.
-func WithTLSClientConfig(c *tls.Config) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) { o.tlsConfig = c })
-}
-
-// WithMaxIdleConnsPerBackend sets how many idle connections the default
-// base transport keeps per backend; default DefaultMaxIdleConnsPerBackend.
-// It cannot be combined with WithBase.
-func WithMaxIdleConnsPerBackend(n int) TransportOption {
-	return transportOptionFunc(func(o *transportOptions) {
-		if n < 1 {
-			o.errs = append(o.errs, fmt.Errorf("%w: WithMaxIdleConnsPerBackend(%d); it must be >= 1", ErrInvalidConfig, n))
-		}
-		o.maxIdle = n
-	})
 }
 
 // NewTransport returns a Transport that sends requests to bal's backends.
@@ -279,7 +164,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.errors.Add(1)
 		return nil, &Error{Err: err, Reason: "no backend"}
 	}
-	return t.roundTrip(req, key, pick, start)
+	if replayable(req) {
+		return t.roundTrip(req, key, pick, start, nil)
+	}
+	sent := newSentBodies(req.Body)
+	resp, err := t.roundTrip(req, key, pick, start, sent)
+	sent.cur.settle()
+	return resp, err
 }
 
 func checkRequest(req *http.Request) error {
@@ -311,8 +202,10 @@ func closeBody(req *http.Request) {
 // every attempt fails.
 const maxBufferedFailure = 64 << 10
 
-// roundTrip runs the attempts, the first on pick.
-func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start time.Time) (*http.Response, error) {
+// roundTrip runs the attempts, the first on pick. sent is nil when the
+// request's body can be replayed (none, or GetBody); otherwise it tracks
+// the body, which can be sent again only if no attempt read it.
+func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start time.Time, sent *sentBodies) (*http.Response, error) {
 	ctx := req.Context()
 	var (
 		triedBuf [4]*Backend
@@ -321,6 +214,9 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		fallback *http.Response // the last failure response, buffered
 		body     = req.Body
 	)
+	if sent != nil {
+		body = sent.cur
+	}
 	for n := 1; ; n++ {
 		tried = append(tried, pick.Backend)
 		a := newAttempt(req, pick, body)
@@ -353,6 +249,9 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		}
 
 		e.Reason = t.retryBlocked(req, n, maybe)
+		if e.Reason == "" && sent != nil && !sent.cur.unread() {
+			e.Reason = bodyNotReplayable
+		}
 		if e.Reason == "" && err == nil && !bufferBody(resp) {
 			e.Reason = "failure response too large to buffer"
 		}
@@ -369,6 +268,12 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		} else {
 			pick.Done(err, a.lat)
 		}
+		// From here the attempt's body is taken back for the next one (or
+		// closed when the sentBodies settle).
+		if sent != nil && !sent.cur.detach() {
+			e.Reason = bodyNotReplayable
+			return t.giveUp(e, fallback, ctx)
+		}
 
 		if !t.budget.withdraw() {
 			t.retriesDenied.Add(1)
@@ -382,7 +287,11 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			e.Reason = "no backend left"
 			return t.giveUp(e, fallback, ctx)
 		}
-		if body != nil && body != http.NoBody {
+		switch {
+		case sent != nil:
+			sent.cur = sent.cur.again()
+			body = sent.cur
+		case body != nil && body != http.NoBody:
 			b, gerr := req.GetBody()
 			if gerr != nil {
 				next.Done(nil, 0)
@@ -398,6 +307,10 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 	}
 }
 
+// bodyNotReplayable is the Error.Reason for a request whose body was sent
+// and has no GetBody.
+const bodyNotReplayable = "body sent and not replayable (no GetBody)"
+
 // retryBlocked returns why attempt n, a failure, may not be retried, or ""
 // if it may (budget and backends aside).
 func (t *Transport) retryBlocked(req *http.Request, n int, maybe bool) string {
@@ -406,8 +319,6 @@ func (t *Transport) retryBlocked(req *http.Request, n int, maybe bool) string {
 		return "max attempts"
 	case req.Context().Err() != nil:
 		return "context done"
-	case !replayable(req):
-		return "body not replayable (no GetBody)"
 	case maybe && !t.retryAll && !idempotent(req):
 		return "not idempotent"
 	}
@@ -435,114 +346,3 @@ func (t *Transport) debug(ctx context.Context, msg, addr string, err error, atte
 		t.log.DebugContext(ctx, msg, "addr", addr, "err", err, "attempt", attempt)
 	}
 }
-
-// bufferBody reads a failure response's body into memory, so that the
-// connection is released during the retry and the response can still be
-// returned if the retries fail. It reports false, leaving the body
-// readable from the start, if the body is too large or could not be read.
-func bufferBody(resp *http.Response) bool {
-	if resp.Body == nil || resp.Body == http.NoBody {
-		return true
-	}
-	if resp.ContentLength > maxBufferedFailure {
-		return false
-	}
-	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedFailure+1))
-	if err != nil || len(buf) > maxBufferedFailure {
-		resp.Body = readCloser{io.MultiReader(bytes.NewReader(buf), resp.Body), resp.Body}
-		return false
-	}
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(buf))
-	return true
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
-// attempt is one try of a request on one backend: the copy of the request
-// sent (with its own URL) and, once there is a response, the body wrapper
-// that finishes the pick. One allocation per attempt.
-type attempt struct {
-	req  http.Request
-	url  url.URL
-	pick Pick
-	lat  time.Duration // time to the response headers
-	body io.ReadCloser // the base's response body
-	fail error         // what Done gets on a clean end: nil or errFailureStatus
-	done atomic.Bool
-}
-
-func newAttempt(req *http.Request, pick Pick, body io.ReadCloser) *attempt {
-	a := &attempt{pick: pick}
-	a.req = *req
-	a.url = *req.URL
-	a.url.Host = pick.Backend.addr
-	a.req.URL = &a.url
-	if a.req.Host == "" {
-		a.req.Host = req.URL.Host
-	}
-	a.req.Body = body
-	return a
-}
-
-// wrap makes resp's body finish the pick when it ends; fail is what the
-// pick's Done gets then.
-func (a *attempt) wrap(resp *http.Response, fail error) *http.Response {
-	a.fail = fail
-	if resp.Body == nil || resp.Body == http.NoBody {
-		a.finish(fail)
-		return resp
-	}
-	a.body = resp.Body
-	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-		resp.Body = upgradedBody{a, rw}
-		return resp
-	}
-	resp.Body = a
-	return resp
-}
-
-// Read reads the response body; its end (EOF or an error) finishes the
-// pick.
-func (a *attempt) Read(p []byte) (int, error) {
-	n, err := a.body.Read(p)
-	if err != nil {
-		if err == io.EOF {
-			a.finish(a.fail)
-		} else {
-			a.finish(err)
-		}
-	}
-	return n, err
-}
-
-// Close closes the response body and finishes the pick.
-func (a *attempt) Close() error {
-	err := a.body.Close()
-	a.finish(a.fail)
-	return err
-}
-
-// finish calls the pick's Done once. An error while the caller's context
-// is done is the caller's doing, not the backend's.
-func (a *attempt) finish(err error) {
-	if !a.done.CompareAndSwap(false, true) {
-		return
-	}
-	if err != nil && err != a.fail && a.req.Context().Err() != nil {
-		err = nil
-	}
-	a.pick.Done(err, a.lat)
-}
-
-// upgradedBody is the body of a 101 Switching Protocols response: the
-// connection itself, writable. The pick ends when it is closed.
-type upgradedBody struct {
-	*attempt
-	rw io.ReadWriteCloser
-}
-
-func (u upgradedBody) Write(p []byte) (int, error) { return u.rw.Write(p) }

@@ -125,6 +125,30 @@ func TestTransportRetriesWhatWasNeverSent(t *testing.T) {
 	assert.EqualValues(t, tr.Stats().Retries, statsOf(bal, dead).Failures, "every pick of the dead backend was retried")
 }
 
+// A body without GetBody (a stream) is sent again when no attempt read
+// it: a refused dial did not.
+func TestTransportResendsUnreadBody(t *testing.T) {
+	t.Parallel()
+	b := startTBackend(t, "a")
+	b.bodies = make(chan []byte, 16)
+	eps := []lb.Endpoint{{Addr: deadAddr(t)}, {Addr: b.addr}}
+	tr, _ := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil)
+	payload := strings.Repeat("stream ", 10000)
+	for i := 0; i < 4; i++ {
+		body := &trackedBody{Reader: io.MultiReader(strings.NewReader(payload))}
+		req, err := http.NewRequest(http.MethodPost, "http://svc/upload", body)
+		require.NoError(t, err)
+		require.Nil(t, req.GetBody)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		assert.Equal(t, payload, string(<-b.bodies), "the whole body arrived")
+		trWaitFor(t, 5*time.Second, func() bool { return body.closed.Load() > 0 }, "the body is closed")
+		assert.EqualValues(t, 1, body.closed.Load(), "once")
+	}
+	assert.Positive(t, tr.Stats().Retries, "requests picked on the dead backend were resent")
+}
+
 func TestTransportSideEffectsAreNotDuplicated(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -230,7 +254,7 @@ func TestTransportReplaysBody(t *testing.T) {
 	_, err = tr.RoundTrip(req)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, lb.ErrMaybeExecuted)
-	assert.Contains(t, err.Error(), "body not replayable")
+	assert.Contains(t, err.Error(), "not replayable")
 	assert.EqualValues(t, 1, tr.Stats().Retries)
 	trWaitFor(t, 5*time.Second, func() bool { return body.closed.Load() > 0 }, "the body is closed")
 }
@@ -506,13 +530,19 @@ func TestTransportContract(t *testing.T) {
 	defer empty.Close()
 
 	tests := []struct {
-		name    string
-		addrs   []string
-		bal     *lb.Balancer
-		method  string
-		wantErr bool
+		name      string
+		addrs     []string
+		bal       *lb.Balancer
+		method    string
+		noGetBody bool // a streaming body: resent only if unread
+		wantErr   bool
 	}{
 		{name: "success", addrs: []string{b.addr}, method: http.MethodPost},
+		{name: "streaming: success", addrs: []string{b.addr}, method: http.MethodPost, noGetBody: true},
+		{name: "streaming: refused then success", addrs: []string{dead, b.addr}, method: http.MethodPost, noGetBody: true},
+		{name: "streaming: all refused", addrs: []string{dead}, method: http.MethodPost, noGetBody: true, wantErr: true},
+		{name: "streaming: broken PUT", addrs: []string{bbreak.addr}, method: http.MethodPut, noGetBody: true, wantErr: true},
+		{name: "streaming: 503 returned", addrs: []string{b503.addr}, method: http.MethodPut, noGetBody: true},
 		{name: "refused then success", addrs: []string{dead, b.addr}, method: http.MethodPost},
 		{name: "all refused", addrs: []string{dead}, method: http.MethodPost, wantErr: true},
 		{name: "503 retried", addrs: []string{b503.addr, b.addr}, method: http.MethodPut},
@@ -537,7 +567,11 @@ func TestTransportContract(t *testing.T) {
 				body := &trackedBody{Reader: strings.NewReader("payload")}
 				req, err := http.NewRequest(tt.method, "http://svc.internal/path?q=1", body)
 				require.NoError(t, err)
-				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("payload")), nil }
+				if tt.noGetBody {
+					req.GetBody = nil
+				} else {
+					req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("payload")), nil }
+				}
 				req.Header.Set("X-Test", "1")
 				snapshot := *req
 				snapURL := *req.URL
@@ -553,6 +587,9 @@ func TestTransportContract(t *testing.T) {
 					require.NoError(t, resp.Body.Close())
 				}
 				trWaitFor(t, 5*time.Second, func() bool { return body.closed.Load() > 0 }, "the request body is closed")
+				if tt.noGetBody {
+					assert.EqualValues(t, 1, body.closed.Load(), "closed once")
+				}
 				assert.Equal(t, snapURL, *req.URL, "URL untouched")
 				assert.Same(t, snapshot.URL, req.URL)
 				assert.Equal(t, snapHeader, req.Header, "header untouched")

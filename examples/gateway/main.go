@@ -204,7 +204,14 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 	defer client.CloseIdleConnections()
 	var seq atomic.Int64
 	for i := 0; i < cfg.requests; i++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/v1/items/"+fmt.Sprint(seq.Add(1)), nil)
+		// Every third request is a POST: its body reaches the Transport
+		// as a stream (no GetBody), which is resent only if no backend
+		// read it, as when the dead backend refused the connection.
+		method, payload := http.MethodGet, io.Reader(nil)
+		if i%3 == 2 {
+			method, payload = http.MethodPost, strings.NewReader(`{"qty":1}`)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+ln.Addr().String()+"/v1/items/"+fmt.Sprint(seq.Add(1)), payload)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,241 @@
+package lb
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// bufferBody reads a failure response's body into memory, so that the
+// connection is released during the retry and the response can still be
+// returned if the retries fail. It reports false, leaving the body
+// readable from the start, if the body is too large or could not be read.
+func bufferBody(resp *http.Response) bool {
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return true
+	}
+	if resp.ContentLength > maxBufferedFailure {
+		return false
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedFailure+1))
+	if err != nil || len(buf) > maxBufferedFailure {
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(buf), resp.Body), resp.Body}
+		return false
+	}
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	return true
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// attempt is one try of a request on one backend: the copy of the request
+// sent (with its own URL) and, once there is a response, the body wrapper
+// that finishes the pick. One allocation per attempt.
+type attempt struct {
+	req  http.Request
+	url  url.URL
+	pick Pick
+	lat  time.Duration // time to the response headers
+	body io.ReadCloser // the base's response body
+	fail error         // what Done gets on a clean end: nil or errFailureStatus
+	done atomic.Bool
+}
+
+func newAttempt(req *http.Request, pick Pick, body io.ReadCloser) *attempt {
+	a := &attempt{pick: pick}
+	a.req = *req
+	a.url = *req.URL
+	a.url.Host = pick.Backend.addr
+	a.req.URL = &a.url
+	if a.req.Host == "" {
+		a.req.Host = req.URL.Host
+	}
+	a.req.Body = body
+	return a
+}
+
+// wrap makes resp's body finish the pick when it ends; fail is what the
+// pick's Done gets then.
+func (a *attempt) wrap(resp *http.Response, fail error) *http.Response {
+	a.fail = fail
+	if resp.Body == nil || resp.Body == http.NoBody {
+		a.finish(fail)
+		return resp
+	}
+	a.body = resp.Body
+	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = upgradedBody{a, rw}
+		return resp
+	}
+	resp.Body = a
+	return resp
+}
+
+// Read reads the response body; its end (EOF or an error) finishes the
+// pick.
+func (a *attempt) Read(p []byte) (int, error) {
+	n, err := a.body.Read(p)
+	if err != nil {
+		if err == io.EOF {
+			a.finish(a.fail)
+		} else {
+			a.finish(err)
+		}
+	}
+	return n, err
+}
+
+// Close closes the response body and finishes the pick.
+func (a *attempt) Close() error {
+	err := a.body.Close()
+	a.finish(a.fail)
+	return err
+}
+
+// finish calls the pick's Done once. An error while the caller's context
+// is done is the caller's doing, not the backend's.
+func (a *attempt) finish(err error) {
+	if !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	if err != nil && err != a.fail && a.req.Context().Err() != nil {
+		err = nil
+	}
+	a.pick.Done(err, a.lat)
+}
+
+// upgradedBody is the body of a 101 Switching Protocols response: the
+// connection itself, writable. The pick ends when it is closed.
+type upgradedBody struct {
+	*attempt
+	rw io.ReadWriteCloser
+}
+
+func (u upgradedBody) Write(p []byte) (int, error) { return u.rw.Write(p) }
+
+// sentBodies tracks the body of a request that has no GetBody, across
+// attempts. Such a body can be sent again only if no attempt read from it
+// (the request never reached a backend, or the backend answered before
+// reading it), so each attempt gets a sentBody that records whether it was
+// read, and that keeps the body open when the base transport closes it
+// unread. The body is closed once: when the base closes it after reading
+// it, or when the attempts settle.
+type sentBodies struct {
+	cur *sentBody // the current attempt's
+}
+
+func newSentBodies(rc io.ReadCloser) *sentBodies {
+	return &sentBodies{cur: &sentBody{src: &bodySource{rc: rc}}}
+}
+
+// bodySource is the caller's request body, closed once.
+type bodySource struct {
+	rc   io.ReadCloser
+	once sync.Once
+}
+
+func (s *bodySource) close() { s.once.Do(func() { s.rc.Close() }) }
+
+// The states of a sentBody.
+const (
+	bodyFresh        int32 = iota // neither read nor closed
+	bodyRead                      // read from: cannot be sent again; Close closes the source
+	bodyClosedUnread              // closed by the base without a read: the source is kept open
+	bodyDetached                  // taken back for another attempt: reads fail, Close does nothing
+	bodySettled                   // no more attempts: Close closes the source
+)
+
+var errBodyDetached = errors.New("lb: request body taken back for another attempt")
+
+// sentBody is one attempt's view of a request body that has no GetBody.
+type sentBody struct {
+	src   *bodySource
+	state atomic.Int32
+}
+
+// Read reads the body and marks it read.
+func (b *sentBody) Read(p []byte) (int, error) {
+	for {
+		switch s := b.state.Load(); s {
+		case bodyFresh:
+			if !b.state.CompareAndSwap(bodyFresh, bodyRead) {
+				continue
+			}
+		case bodyDetached:
+			return 0, errBodyDetached
+		case bodyClosedUnread:
+			return 0, http.ErrBodyReadAfterClose
+		}
+		return b.src.rc.Read(p)
+	}
+}
+
+// Close closes the body, unless it is unread and may be sent again.
+func (b *sentBody) Close() error {
+	for {
+		switch s := b.state.Load(); s {
+		case bodyFresh:
+			if b.state.CompareAndSwap(bodyFresh, bodyClosedUnread) {
+				return nil
+			}
+		case bodyRead, bodySettled:
+			b.src.close()
+			return nil
+		default:
+			return nil
+		}
+	}
+}
+
+// unread reports whether no attempt read from the body so far.
+func (b *sentBody) unread() bool {
+	s := b.state.Load()
+	return s == bodyFresh || s == bodyClosedUnread
+}
+
+// detach takes the body back from the attempt, if it was not read, for the
+// next attempt (again) or to be closed (settle).
+func (b *sentBody) detach() bool {
+	for {
+		switch s := b.state.Load(); s {
+		case bodyFresh, bodyClosedUnread:
+			if b.state.CompareAndSwap(s, bodyDetached) {
+				return true
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// again returns the next attempt's view of the body; b must be detached.
+func (b *sentBody) again() *sentBody { return &sentBody{src: b.src} }
+
+// settle ends the tracking: the body is closed now if it was closed
+// unread or taken back, and otherwise when the base closes it.
+func (b *sentBody) settle() {
+	for {
+		switch s := b.state.Load(); s {
+		case bodyFresh:
+			if b.state.CompareAndSwap(bodyFresh, bodySettled) {
+				return
+			}
+		case bodyClosedUnread, bodyDetached:
+			if b.state.CompareAndSwap(s, bodySettled) {
+				b.src.close()
+				return
+			}
+		default:
+			return
+		}
+	}
+}
