@@ -134,7 +134,7 @@ func TestHealthChecksBadConfig(t *testing.T) {
 		{"healthy", bal, context.Background(), lb.HealthCheck{HealthyThreshold: -2}, "HealthyThreshold"},
 	}
 	for _, tt := range tests {
-		hc, err := lb.StartHealthChecks(tt.ctx, tt.bal, tt.hc) //nolint:staticcheck // a nil context is the bad input
+		hc, err := lb.StartHealthChecks(tt.ctx, tt.bal, tt.hc)
 		assert.Nil(t, hc, tt.name)
 		assert.ErrorIs(t, err, lb.ErrInvalidConfig, tt.name)
 		assert.ErrorContains(t, err, tt.want, tt.name)
