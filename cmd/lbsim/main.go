@@ -58,7 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.scenario, "scenario", "", "scenario file (JSON); without it, the fleet flags below describe a uniform fleet")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the simulator's random draws (overrides the scenario's)")
-	fs.Int64Var(&c.requests, "requests", 0, "number of requests: sets the duration to requests/rate (overrides the scenario's duration)")
+	fs.Int64Var(&c.requests, "requests", 0, "number of requests: sets the duration to requests/rate (overrides the scenario's duration; its events must still fit)")
 	fs.StringVar(&c.strategies, "strategies", "", "comma-separated strategies (default all: "+strings.Join(strategyNames, ",")+")")
 	fs.StringVar(&c.out, "out", "", "directory for the charts (PNG and SVG); none when empty")
 	fs.StringVar(&c.prefix, "prefix", "", "file name prefix of the charts (default lbsim-<scenario name>)")

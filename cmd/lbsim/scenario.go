@@ -185,11 +185,11 @@ func jsonError(data []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		line, col := position(data, syn.Offset)
+		line, col := position(data, syn.Offset-1) // Offset is just past the bad byte
 		return fmt.Errorf("line %d, column %d: invalid JSON: %v", line, col, syn)
 	case errors.As(err, &typ):
-		line, col := position(data, typ.Offset)
-		return fmt.Errorf("line %d, column %d: %s: want %s, got a JSON %s", line, col, typ.Field, typ.Type, typ.Value)
+		line, _ := position(data, typ.Offset)
+		return fmt.Errorf("line %d: %s: want %s, got a JSON %s", line, typ.Field, typ.Type, typ.Value)
 	case errors.Is(err, io.EOF):
 		return errors.New("empty scenario: want a JSON object")
 	}
