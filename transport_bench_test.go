@@ -22,7 +22,9 @@ import (
 // that the comparison is not about net/http's default of 2). The
 // "plain-default-idle" case is a plain client with net/http's default of
 // 2 idle connections per host, the trap the default base avoids. Reported
-// per op: ns, B, allocs, and new TCP connections per 1,000 requests.
+// per op: ns, B, allocs, new TCP connections per 1,000 requests, and the
+// CPU time client and server used per request (cpu-ns/op, where the
+// platform tells).
 func BenchmarkTransport(b *testing.B) {
 	var conns atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -96,6 +98,7 @@ func BenchmarkTransport(b *testing.B) {
 				do(newReq()) // warm up one connection
 				conns.Store(0)
 				b.ReportAllocs()
+				cpu0, cpuOK := processCPU()
 				b.ResetTimer()
 				if conc == 1 {
 					req := newReq()
@@ -113,6 +116,12 @@ func BenchmarkTransport(b *testing.B) {
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(conns.Load())*1000/float64(b.N), "conns/1k-req")
+				if cpu1, ok := processCPU(); ok && cpuOK {
+					// Client and server run in this process: the CPU both
+					// spend per request, steadier than ns/op when other
+					// processes compete for the CPUs.
+					b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+				}
 			})
 		}
 	}
