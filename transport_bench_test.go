@@ -155,6 +155,7 @@ func BenchmarkTransportOverhead(b *testing.B) {
 			}
 			req.Header.Set("X-User", "user-42")
 			b.ReportAllocs()
+			cpu0, cpuOK := processCPU()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				resp, err := tr.RoundTrip(req)
@@ -162,6 +163,10 @@ func BenchmarkTransportOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 				resp.Body.Close()
+			}
+			b.StopTimer()
+			if cpu1, ok := processCPU(); ok && cpuOK {
+				b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
 			}
 		})
 	}
