@@ -10,28 +10,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-type fakeClock struct {
+type budgetClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *fakeClock) now() time.Time {
+func (c *budgetClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *fakeClock) add(d time.Duration) {
+func (c *budgetClock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
 
-func newTestBudget(t *testing.T, rb RetryBudget) (*budget, *fakeClock) {
+func newTestBudget(t *testing.T, rb RetryBudget) (*budget, *budgetClock) {
 	t.Helper()
 	rb, err := rb.withDefaults()
 	require.NoError(t, err)
-	clk := &fakeClock{t: time.Unix(1000, 0)}
+	clk := &budgetClock{t: time.Unix(1000, 0)}
 	return newBudget(rb, clk.now), clk
 }
 

@@ -39,8 +39,8 @@ func exampleBackends(n int) ([]lb.Endpoint, func()) {
 	}
 }
 
-// fetch GETs url and returns the body, or the error's text.
-func fetch(c *http.Client, url string) string {
+// exampleFetch GETs url and returns the body, or the error's text.
+func exampleFetch(c *http.Client, url string) string {
 	resp, err := c.Get(url)
 	if err != nil {
 		return err.Error()
@@ -71,7 +71,7 @@ func ExampleNewTransport() {
 
 	counts := map[string]int{}
 	for i := 0; i < 30; i++ {
-		counts[fetch(client, "http://users.internal/v1/users/42")]++
+		counts[exampleFetch(client, "http://users.internal/v1/users/42")]++
 	}
 	fmt.Println(counts)
 	// Output: map[a:10 b:10 c:10]

@@ -43,7 +43,7 @@ func TestHealthChecksMarkDownAndUp(t *testing.T) {
 	before := sick.executed.Load()
 	c := &http.Client{Transport: tr}
 	for i := 0; i < 30; i++ {
-		code, _, err := get(t, c, "http://svc.internal/")
+		code, _, err := trGet(t, c, "http://svc.internal/")
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code)
 	}
@@ -54,7 +54,7 @@ func TestHealthChecksMarkDownAndUp(t *testing.T) {
 	sick.mode.Store(modeOK)
 	trWaitFor(t, 10*time.Second, func() bool { return !statsOf(bal, sick.addr).Unhealthy }, "the backend is marked up again")
 	for i := 0; i < 30; i++ {
-		_, _, err := get(t, c, "http://svc.internal/")
+		_, _, err := trGet(t, c, "http://svc.internal/")
 		require.NoError(t, err)
 	}
 	assert.Positive(t, sick.served.Load(), "it gets traffic again")
@@ -158,7 +158,7 @@ func TestPassiveEjectionEndToEnd(t *testing.T) {
 	c := &http.Client{Transport: tr}
 	send := func(n int) {
 		for i := 0; i < n; i++ {
-			code, _, err := get(t, c, "http://svc.internal/")
+			code, _, err := trGet(t, c, "http://svc.internal/")
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, code, "retried on a good backend")
 		}

@@ -220,7 +220,7 @@ func newTestTransport(t *testing.T, builder lb.Builder, eps []lb.Endpoint, balOp
 }
 
 // get sends a GET for the logical service and returns the status and body.
-func get(t *testing.T, c *http.Client, url string) (int, string, error) {
+func trGet(t *testing.T, c *http.Client, url string) (int, string, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
 	require.NoError(t, err)

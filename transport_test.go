@@ -268,7 +268,7 @@ func TestTransportFailureStatus(t *testing.T) {
 		tr, bal := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil, lb.WithFailureStatus(lb.Is5xx))
 		c := &http.Client{Transport: tr}
 		for i := 0; i < 10; i++ {
-			code, body, err := get(t, c, "http://svc/")
+			code, body, err := trGet(t, c, "http://svc/")
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, code)
 			require.Equal(t, "b", body)
@@ -284,7 +284,7 @@ func TestTransportFailureStatus(t *testing.T) {
 		}
 		tr, bal := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil, lb.WithFailureStatus(lb.Is5xx))
 		c := &http.Client{Transport: tr}
-		code, body, err := get(t, c, "http://svc/")
+		code, body, err := trGet(t, c, "http://svc/")
 		require.NoError(t, err, "an error only when there is no response")
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		assert.True(t, strings.HasPrefix(body, "unavailable: "), "the body is intact: %q", body)
@@ -302,7 +302,7 @@ func TestTransportFailureStatus(t *testing.T) {
 		tr, _ := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil, lb.WithFailureStatus(lb.Is5xx))
 		c := &http.Client{Transport: tr}
 		for i := 0; i < 4; i++ {
-			code, _, err := get(t, c, "http://svc/")
+			code, _, err := trGet(t, c, "http://svc/")
 			require.NoError(t, err)
 			assert.Equal(t, http.StatusServiceUnavailable, code)
 		}
@@ -325,7 +325,7 @@ func TestTransportFailureStatus(t *testing.T) {
 		b := startTBackend(t, "a")
 		b.mode.Store(mode503)
 		tr, bal := newTestTransport(t, lb.RoundRobin{}, []lb.Endpoint{{Addr: b.addr}}, nil)
-		code, _, err := get(t, &http.Client{Transport: tr}, "http://svc/")
+		code, _, err := trGet(t, &http.Client{Transport: tr}, "http://svc/")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		assert.Zero(t, bal.Stats()[0].Failures)
