@@ -252,6 +252,7 @@ func drawLoad(c draw.Canvas, sc *Scenario, results []*Result) {
 		p.Add(h)
 		p.X.Label.Text = "simulated time (s)"
 		p.Y.Label.Text = "backend"
+		p.X.Tick.Marker, p.Y.Tick.Marker = plainTicks{}, plainTicks{}
 		p.X.Padding, p.Y.Padding = 0, 0
 		plots[i/2][i%2] = p
 	}
@@ -514,6 +515,20 @@ func drawMoves(c draw.Canvas, sc *Scenario, results []*Result) {
 	p.Legend.TextStyle.Font.Size = 10
 	p.Legend.XOffs = -vg.Points(4)
 	p.Draw(draw.Crop(c, vg.Points(6), -vg.Points(10), vg.Points(4), 0))
+}
+
+// plainTicks are the default ticks labelled as short as they can be
+// ("25", not "25.00").
+type plainTicks struct{}
+
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ts := (plot.DefaultTicks{}).Ticks(lo, hi)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'g', -1, 64)
+		}
+	}
+	return ts
 }
 
 // pctTicks labels a percent axis.

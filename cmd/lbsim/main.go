@@ -242,10 +242,13 @@ func writeReport(w io.Writer, sc *Scenario, results []*Result, wall time.Duratio
 		fmt.Fprintf(w, "Keys moved at each change of the picker's set (share of the key space; ideal: the least that had to move):\n\n%s\n", moves.String())
 	}
 	var sum time.Duration
-	for _, r := range results {
+	per := make([]string, len(results))
+	for i, r := range results {
 		sum += r.Wall
+		per[i] = fmt.Sprintf("%s %.2fs", r.Strategy, r.Wall.Seconds())
 	}
-	fmt.Fprintf(w, "Simulated in %v (%v of simulation over %d strategies).\n", wall.Round(time.Millisecond), sum.Round(time.Millisecond), len(results))
+	fmt.Fprintf(w, "Simulated in %v of wall time (%v of simulation over %d strategies: %s).\n",
+		wall.Round(time.Millisecond), sum.Round(time.Millisecond), len(results), strings.Join(per, ", "))
 }
 
 func keysText(k Keys) string {

@@ -120,12 +120,12 @@ type sim struct {
 
 // Run simulates the scenario with one strategy.
 func Run(sc *Scenario, strategy string) (*Result, error) {
+	start := time.Now()
 	s, err := newSim(sc, strategy)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	start := time.Now()
 	s.loop()
 	s.finish()
 	s.res.Wall = time.Since(start)
@@ -165,7 +165,8 @@ func newSim(sc *Scenario, strategy string) (*sim, error) {
 			s.byAddr[names[i]+":80"] = int32(i)
 		}
 	}
-	s.nSamples = int((sc.Duration + sc.SampleInterval - 1) / sc.SampleInterval)
+	// The last interval runs to the end: it is up to one interval longer.
+	s.nSamples = max(int(sc.Duration/sc.SampleInterval), 1)
 	s.res = newResult(sc, strategy, names, s.nSamples)
 	s.lastKey = make([]int32, sc.Keys.Count)
 	for i := range s.lastKey {
@@ -269,7 +270,11 @@ func (s *sim) loop() {
 	if hc := s.sc.HealthCheck; hc != nil {
 		s.push(event{t: int64(hc.Interval), kind: kHealth})
 	}
-	s.push(event{t: int64(s.sc.SampleInterval), kind: kSample})
+	if s.nSamples > 1 {
+		s.push(event{t: int64(s.sc.SampleInterval), kind: kSample})
+	} else {
+		s.push(event{t: s.end, kind: kSample})
+	}
 	s.scheduleArrival()
 	for len(s.heap) > 0 {
 		e := s.pop()
@@ -288,8 +293,11 @@ func (s *sim) loop() {
 			}
 		case kSample:
 			s.sample()
-			if s.samples < s.nSamples {
-				s.push(event{t: min(s.now+int64(s.sc.SampleInterval), s.end), kind: kSample})
+			switch {
+			case s.samples < s.nSamples-1:
+				s.push(event{t: s.now + int64(s.sc.SampleInterval), kind: kSample})
+			case s.samples == s.nSamples-1:
+				s.push(event{t: s.end, kind: kSample})
 			}
 		}
 	}

@@ -21,6 +21,7 @@ func testScenario(t *testing.T, n int, mod func(*Scenario)) *Scenario {
 		Rate:     300 * float64(n),
 		Clients:  2,
 		Retries:  &zero,
+		Keys:     Keys{Count: 10_000},
 		Backends: []BackendGroup{{Count: n, Median: Duration(10 * time.Millisecond), Sigma: 0.5, Slots: 8}},
 	}
 	if mod != nil {
