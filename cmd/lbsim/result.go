@@ -199,7 +199,11 @@ func WriteMoves(w io.Writer, results []*Result) {
 	for i, m := range cols[0].Moves {
 		row := []string{fmt.Sprint(i + 1), fmt.Sprintf("%.2fs", m.At.Seconds()), m.Label, pct(m.Ideal)}
 		for _, r := range cols {
-			row = append(row, pct(r.Moves[i].Moved))
+			v := math.NaN()
+			if i < len(r.Moves) { // every strategy sees the same changes
+				v = r.Moves[i].Moved
+			}
+			row = append(row, pct(v))
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
