@@ -1,5 +1,6 @@
 // Command benchmd runs the benchmarks module's speed benchmarks (lb and
-// its peers, with -count and medians) and its quality report (balance, key
+// its peers, in -count interleaved passes, reported as medians) and its
+// quality report (balance, key
 // movement, weighted shares over 1,000,000 keys), and writes the results
 // as BENCHMARKS.md. Run it from the benchmarks directory (make bench does):
 //
@@ -27,9 +28,9 @@ import (
 
 func main() {
 	var cfg Config
-	flag.IntVar(&cfg.Count, "count", 5, "go test -count: runs per benchmark (the report shows medians)")
-	flag.StringVar(&cfg.Benchtime, "benchtime", "200ms", "go test -benchtime per run")
-	flag.StringVar(&cfg.Bench, "bench", ".", "go test -bench pattern")
+	flag.IntVar(&cfg.Count, "count", 5, "runs per benchmark, as interleaved passes over all benchmarks (the report shows medians)")
+	flag.StringVar(&cfg.Benchtime, "benchtime", "200ms", "-test.benchtime per run")
+	flag.StringVar(&cfg.Bench, "bench", ".", "-test.bench pattern")
 	flag.IntVar(&cfg.Keys, "keys", bm.QualityKeys, "keys of the quality report")
 	flag.StringVar(&cfg.Out, "out", "../BENCHMARKS.md", "the report to write")
 	flag.StringVar(&cfg.Raw, "raw", "results/bench.txt", "where to save the raw go test output (benchstat reads it)")
@@ -72,16 +73,21 @@ func run(cfg Config) error {
 	if _, err := os.Stat("go.mod"); err != nil {
 		return fmt.Errorf("run from the benchmarks directory: %v", err)
 	}
-	args := []string{"test", "-run", "^$", "-bench", cfg.Bench, "-benchmem",
-		"-count", fmt.Sprint(cfg.Count), "-benchtime", cfg.Benchtime, "-timeout", "60m", "."}
+	// The benchmarks run as cfg.Count interleaved passes of one test binary
+	// (each pass runs every benchmark once), so that a burst of load from
+	// elsewhere on the machine spreads over all rows instead of landing on
+	// the -count consecutive runs of one row.
+	binArgs := []string{"-test.run", "^$", "-test.bench", cfg.Bench, "-test.benchmem",
+		"-test.benchtime", cfg.Benchtime, "-test.timeout", "60m"}
 	env := Env{
 		Date:      time.Now().UTC(),
 		GoVersion: goVersion(),
 		NumCPU:    runtime.NumCPU(),
 		LbCommit:  gitCommit(),
 		GenCmd:    "cd benchmarks && go run ./cmd/benchmd " + strings.Join(os.Args[1:], " "),
-		BenchCmd:  "go " + shellJoin(args),
-		Versions:  moduleVersions(),
+		BenchCmd: fmt.Sprintf("go test -c -o benchmarks.test . && %d passes of ./benchmarks.test %s",
+			cfg.Count, shellJoin(binArgs)),
+		Versions: moduleVersions(),
 	}
 	var raw []byte
 	if cfg.From != "" {
@@ -95,12 +101,26 @@ func run(cfg Config) error {
 		}
 	} else {
 		fmt.Fprintf(os.Stderr, "benchmd: %s\n", env.BenchCmd)
+		dir, err := os.MkdirTemp("", "benchmd")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin := filepath.Join(dir, "benchmarks.test")
+		build := exec.Command("go", "test", "-c", "-o", bin, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("go test -c: %v", err)
+		}
 		var buf bytes.Buffer
-		cmd := exec.Command("go", args...)
-		cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("go test: %v", err)
+		for pass := 1; pass <= cfg.Count; pass++ {
+			fmt.Fprintf(os.Stderr, "benchmd: pass %d of %d\n", pass, cfg.Count)
+			cmd := exec.Command(bin, binArgs...)
+			cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("benchmarks, pass %d: %v", pass, err)
+			}
 		}
 		raw = buf.Bytes()
 		if cfg.Raw != "" {

@@ -99,7 +99,7 @@ func (w writer) header() {
 	if !strings.HasPrefix(raw, "/") {
 		raw = "benchmarks/" + raw
 	}
-	w.p("| speed benchmarks | `%s` (in `benchmarks/`); medians of %d runs; raw output in `%s` (benchstat reads it) |", e.BenchCmd, w.cfg.Count, raw)
+	w.p("| speed benchmarks | `%s` (in `benchmarks/`); medians of %d runs, one per pass; raw output in `%s` (benchstat reads it) |", e.BenchCmd, w.cfg.Count, raw)
 	w.p("| quality report | %s keys of 16-32 random letters (seed %d), in-process (`benchmarks/quality.go`) |", thousands(w.cfg.Keys), bm.QualitySeed)
 	w.p("| time taken | %s (with the quality report) |", e.Took.Round(time.Second))
 	w.p("")
