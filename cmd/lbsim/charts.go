@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"image/color"
 	"io"
@@ -60,7 +61,16 @@ func WriteCharts(dir, prefix string, sc *Scenario, results []*Result) ([]string,
 		dc.SetColor(color.White)
 		dc.Fill(dc.Rectangle.Path())
 		ch.draw(dc)
-		if err := writeTo(base+".svg", svg); err != nil {
+		var buf bytes.Buffer
+		if _, err := svg.WriteTo(&buf); err != nil {
+			return files, err
+		}
+		// vgsvg embeds the heat maps' PNG images as "image/jpg", and
+		// without preserveAspectRatio="none" SVG renderers letterbox them
+		// instead of stretching them over the plot: fix both.
+		fixed := bytes.ReplaceAll(buf.Bytes(), []byte("data:image/jpg;base64,iVBORw0KGgo"), []byte("data:image/png;base64,iVBORw0KGgo"))
+		fixed = bytes.ReplaceAll(fixed, []byte("<image "), []byte(`<image preserveAspectRatio="none" `))
+		if err := os.WriteFile(base+".svg", fixed, 0o644); err != nil {
 			return files, err
 		}
 		files = append(files, base+".png", base+".svg")

@@ -57,6 +57,9 @@ func TestRunScenarioWithChanges(t *testing.T) {
 	svg, err := os.ReadFile(filepath.Join(dir, "lbsim-hot-keys-load.svg"))
 	require.NoError(t, err)
 	assert.Contains(t, string(svg), "<svg")
+	assert.Contains(t, string(svg), "data:image/png;base64,")
+	assert.NotContains(t, string(svg), "data:image/jpg")
+	assert.Contains(t, string(svg), `<image preserveAspectRatio="none" `)
 	assert.Contains(t, string(svg), "maglev")
 }
 
