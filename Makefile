@@ -29,4 +29,4 @@ fmt-check:
 ## benchmarks module (about 10 minutes on 2 cores; run it on a quiet machine).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -benchtime 250ms .
-	cd benchmarks && $(GO) run ./cmd/benchmd -count 5 -benchtime 200ms -out ../BENCHMARKS.md
+	cd benchmarks && $(GO) run ./cmd/benchmd -count 5 -benchtime 200ms -httptime 1s -out ../BENCHMARKS.md

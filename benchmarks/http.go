@@ -30,13 +30,13 @@ const LogicalHost = "backends.test"
 
 // HTTPRow is one client of the HTTP benchmarks.
 type HTTPRow struct {
-	ID       string
-	Library  string
-	Module   string
-	Settings string
-	Lb       bool
-	Baseline bool // the plain client: no balancer
-	// New returns a client and a function that gives each request's URL.
+	ID       string // the row's name in benchmark names
+	Library  string // import path of the package doing the work
+	Module   string // module path, for the version column
+	Settings string // configuration, stated in the report
+	Lb       bool   // lb's row
+	Baseline bool   // the plain client: no balancer
+	// New returns a client over the fleet's backends.
 	New func(f *Fleet) (*Client, error)
 }
 

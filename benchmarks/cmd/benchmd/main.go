@@ -29,8 +29,10 @@ import (
 func main() {
 	var cfg Config
 	flag.IntVar(&cfg.Count, "count", 5, "runs per benchmark, as interleaved passes over all benchmarks (the report shows medians)")
-	flag.StringVar(&cfg.Benchtime, "benchtime", "200ms", "-test.benchtime per run")
-	flag.StringVar(&cfg.Bench, "bench", ".", "-test.bench pattern")
+	flag.StringVar(&cfg.Benchtime, "benchtime", "200ms", "-test.benchtime per run of a picker benchmark")
+	flag.StringVar(&cfg.HTTPTime, "httptime", "1s", "-test.benchtime per run of an HTTP benchmark (noisier: loopback TCP)")
+	flag.StringVar(&cfg.Bench, "bench", "^Benchmark[^H]", "-test.bench pattern of the picker benchmarks (\"\": none); the default is all but BenchmarkHTTP")
+	flag.StringVar(&cfg.HTTPBench, "httpbench", "^BenchmarkHTTP$", "-test.bench pattern of the HTTP benchmarks (\"\": none)")
 	flag.IntVar(&cfg.Keys, "keys", bm.QualityKeys, "keys of the quality report")
 	flag.StringVar(&cfg.Out, "out", "../BENCHMARKS.md", "the report to write")
 	flag.StringVar(&cfg.Raw, "raw", "results/bench.txt", "where to save the raw go test output (benchstat reads it)")
@@ -47,6 +49,8 @@ type Config struct {
 	Count     int
 	Benchtime string
 	Bench     string
+	HTTPTime  string
+	HTTPBench string
 	Keys      int
 	Out       string
 	Raw       string
@@ -77,16 +81,25 @@ func run(cfg Config) error {
 	// (each pass runs every benchmark once), so that a burst of load from
 	// elsewhere on the machine spreads over all rows instead of landing on
 	// the -count consecutive runs of one row.
-	binArgs := []string{"-test.run", "^$", "-test.bench", cfg.Bench, "-test.benchmem",
-		"-test.benchtime", cfg.Benchtime, "-test.timeout", "60m"}
+	var invocations [][]string
+	for _, b := range []struct{ re, t string }{{cfg.Bench, cfg.Benchtime}, {cfg.HTTPBench, cfg.HTTPTime}} {
+		if b.re != "" {
+			invocations = append(invocations, []string{"-test.run", "^$", "-test.bench", b.re, "-test.benchmem",
+				"-test.benchtime", b.t, "-test.timeout", "60m"})
+		}
+	}
+	var shown []string
+	for _, args := range invocations {
+		shown = append(shown, "./benchmarks.test "+shellJoin(args))
+	}
 	env := Env{
 		Date:      time.Now().UTC(),
 		GoVersion: goVersion(),
 		NumCPU:    runtime.NumCPU(),
 		LbCommit:  gitCommit(),
 		GenCmd:    "cd benchmarks && go run ./cmd/benchmd " + strings.Join(os.Args[1:], " "),
-		BenchCmd: fmt.Sprintf("go test -c -o benchmarks.test . && %d passes of ./benchmarks.test %s",
-			cfg.Count, shellJoin(binArgs)),
+		BenchCmd: fmt.Sprintf("go test -c -o benchmarks.test . && %d passes of: %s",
+			cfg.Count, strings.Join(shown, " && ")),
 		Versions: moduleVersions(),
 	}
 	var raw []byte
@@ -115,11 +128,13 @@ func run(cfg Config) error {
 		var buf bytes.Buffer
 		for pass := 1; pass <= cfg.Count; pass++ {
 			fmt.Fprintf(os.Stderr, "benchmd: pass %d of %d\n", pass, cfg.Count)
-			cmd := exec.Command(bin, binArgs...)
-			cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
-			cmd.Stderr = os.Stderr
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("benchmarks, pass %d: %v", pass, err)
+			for _, args := range invocations {
+				cmd := exec.Command(bin, args...)
+				cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
+				cmd.Stderr = os.Stderr
+				if err := cmd.Run(); err != nil {
+					return fmt.Errorf("benchmarks, pass %d: %v", pass, err)
+				}
 			}
 		}
 		raw = buf.Bytes()
