@@ -168,6 +168,22 @@ func (p Pick) Done(err error, latency time.Duration) {
 	}
 }
 
+// Cancel ends a pick whose call never ran or whose caller gave up (a
+// cancelled context, a request that could not be built): it lowers the
+// in-flight count and records neither a success nor a failure, so the
+// backend's streak and latency are left as they were. Call Cancel or Done,
+// not both. It allocates nothing.
+func (p Pick) Cancel() {
+	if b := p.Backend; b != nil {
+		b.end()
+	}
+}
+
+// Logger returns the balancer's logger (WithLogger; by default one that
+// discards everything), for components that report on the balancer's
+// behalf, like the Transport and resolvers.
+func (b *Balancer) Logger() *slog.Logger { return b.opts.logger }
+
 // Pick chooses a backend for a call with the given hash key ("" when the
 // call has none). The caller must call Done on the result when the call
 // ends. The error wraps ErrNoEndpoints when the set is empty, or is

@@ -289,3 +289,24 @@ func TestBalancerBuilderErrorKeepsState(t *testing.T) {
 	require.Len(t, bs, 1)
 	assert.Equal(t, 2, bs[0].Weight(), "the weight is put back")
 }
+
+func TestPickCancel(t *testing.T) {
+	t.Parallel()
+	bal, err := NewBalancer(Ring{LoadFactor: 1.25}, WithEndpoints(Addrs("a:1")))
+	require.NoError(t, err)
+	defer bal.Close()
+	pk, _ := bal.Pick("k")
+	pk.Done(errors.New("x"), time.Millisecond)
+	pk, _ = bal.Pick("k")
+	assert.Equal(t, int64(1), bal.group.total.Load())
+	pk.Cancel()
+	s := bal.Stats()[0]
+	assert.Zero(t, s.InFlight)
+	assert.Zero(t, bal.group.total.Load())
+	assert.Equal(t, int64(1), s.Streak, "a cancelled call neither fails nor succeeds")
+	assert.Equal(t, uint64(1), s.Failures)
+	assert.Zero(t, s.Successes)
+	assert.Equal(t, time.Millisecond, s.Latency)
+	Pick{}.Cancel()
+	assert.NotNil(t, bal.Logger())
+}

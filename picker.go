@@ -336,12 +336,17 @@ func (b *Backend) Stats() Stats {
 // ewmaAlpha is the weight of the newest latency sample in the EWMA.
 const ewmaAlpha = 0.2
 
-// observe records the end of one call on the backend. It allocates nothing.
-func (b *Backend) observe(err error, latency time.Duration) {
+// end counts the end of a call picked on b (see begin).
+func (b *Backend) end() {
 	b.inflight.Add(-1)
 	if g := b.group; g != nil && g.track {
 		g.total.Add(-1)
 	}
+}
+
+// observe records the end of one call on the backend. It allocates nothing.
+func (b *Backend) observe(err error, latency time.Duration) {
+	b.end()
 	if latency > 0 {
 		sample := float64(latency)
 		for {

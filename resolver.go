@@ -58,7 +58,7 @@ func follow(ctx context.Context, r Resolver, bal *Balancer, applied func()) erro
 		case errors.Is(err, ErrClosed):
 			return err
 		default:
-			bal.opts.logger.Warn("lb: resolver reported a set the balancer rejects; keeping the previous set",
+			bal.Logger().Warn("lb: resolver reported a set the balancer rejects; keeping the previous set",
 				"endpoints", len(eps), "err", err)
 			return nil
 		}

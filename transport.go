@@ -106,7 +106,7 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		t.base = newBaseTransport(o.tlsConfig, o.maxIdle)
 	}
 	if t.log == nil {
-		t.log = bal.opts.logger
+		t.log = bal.Logger()
 	}
 	return t, nil
 }
@@ -244,7 +244,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		e.Attempts = append(e.Attempts, AttemptError{Addr: pick.Addr(), Err: attErr, MaybeExecuted: maybe})
 		e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
 		if err != nil && ctx.Err() != nil {
-			pick.Done(nil, 0) // the caller gave up: not the backend's failure
+			pick.Cancel() // the caller gave up: neither the backend's failure nor a success
 			return nil, t.fail(e, ctx, "context done")
 		}
 
@@ -294,7 +294,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		case body != nil && body != http.NoBody:
 			b, gerr := req.GetBody()
 			if gerr != nil {
-				next.Done(nil, 0)
+				next.Cancel()
 				t.budget.refund()
 				e.Reason = "GetBody failed: " + gerr.Error()
 				return t.giveUp(e, fallback, ctx)
