@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -204,7 +203,7 @@ func (b *Balancer) Pick(key string) (Pick, error) {
 // PickNext chooses a backend for a retry: one that is not in tried. Hash
 // strategies (pickers that implement PreferenceLister) go down the key's
 // order of preference; the others pick again, and fall back to the first
-// untried backend from a random position. Backends out of the picker
+// untried backend after the picker's last answer. Backends out of the picker
 // (ejected, unhealthy) are used only when every other one was tried. The
 // error wraps ErrNoEndpoints when every backend was tried.
 func (b *Balancer) PickNext(key string, tried []*Backend) (Pick, error) {
@@ -221,6 +220,7 @@ func (b *Balancer) PickNext(key string, tried []*Backend) (Pick, error) {
 }
 
 func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
+	var start *Backend // where the scans for an untried backend begin
 	if len(tried) == 0 {
 		if be, err := s.picker.Pick(key); err == nil {
 			return be
@@ -231,16 +231,27 @@ func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
 			if !containsBackend(tried, be) {
 				return be
 			}
+			start = be
 		}
 	} else {
+		var last *Backend
 		for try := 0; try < 3; try++ {
-			if be, err := s.picker.Pick(key); err == nil && !containsBackend(tried, be) {
+			be, err := s.picker.Pick(key)
+			if err == nil && !containsBackend(tried, be) {
 				return be
 			}
+			last = be
 		}
+		// The scans below start after the picker's last answer: a position
+		// as random as the picker's own draws (and as repeatable, when its
+		// Builder has a seeded Rand).
+		start = last
 	}
 	for _, set := range [][]*Backend{s.available, s.members} {
-		off := rand.IntN(len(set))
+		off := 0
+		if start != nil {
+			off = slices.Index(set, start) + 1 // 0 when not in set
+		}
 		for i := range set {
 			if be := set[(off+i)%len(set)]; !containsBackend(tried, be) {
 				return be

@@ -3,6 +3,7 @@ package lb
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -36,6 +37,9 @@ type Ring struct {
 	// is not. It must be >= 1 (1.25 is a common choice). It counts the
 	// calls in flight through a Balancer (Balancer.Pick until Pick.Done).
 	LoadFactor float64
+	// Rand, when not nil, draws the random positions of empty keys
+	// instead of the runtime's generator (see Random.Rand).
+	Rand rand.Source
 }
 
 // DefaultReplicas is the default number of ring points per unit of weight.
@@ -53,6 +57,7 @@ type RingPicker struct {
 	backends []*Backend
 	t        ringTable
 	hash     HashFunc // nil: xxhash64, called directly
+	rnd      randSource
 
 	// bounded loads
 	loadFactor  float64
@@ -106,6 +111,7 @@ func (r Ring) build(backends []*Backend) (*RingPicker, error) {
 	p := &RingPicker{
 		backends:   backends,
 		hash:       r.Hash,
+		rnd:        randSource{r.Rand},
 		loadFactor: r.LoadFactor,
 		weights:    make([]float64, len(backends)),
 		group:      backends[0].group,
@@ -173,7 +179,7 @@ func (p *RingPicker) hashKey(key string) uint64 {
 // random position for the empty key.
 func (p *RingPicker) position(key string) uint64 {
 	if key == "" {
-		return p.t.randomPosition()
+		return p.t.randomPosition(p.rnd)
 	}
 	return p.hashKey(key)
 }
@@ -186,7 +192,7 @@ func (p *RingPicker) Pick(key string) (*Backend, error) {
 	var h uint64 // written out: this is the hot path
 	switch {
 	case key == "":
-		h = p.t.randomPosition()
+		h = p.t.randomPosition(p.rnd)
 	case p.hash == nil:
 		h = xxhash.Sum64String(key)
 	default:

@@ -34,6 +34,9 @@ type Maglev struct {
 	// backends; 0 means DefaultMaglevTableSize. The paper advises at least
 	// 100 slots per backend for balance within 1%.
 	TableSize int
+	// Rand, when not nil, draws the random slots of empty keys instead of
+	// the runtime's generator (see Random.Rand).
+	Rand rand.Source
 }
 
 // DefaultMaglevTableSize suits up to about 650 backends (100 slots each):
@@ -50,6 +53,7 @@ type MaglevPicker struct {
 	table    []*Backend
 	slots    []uint32 // backend index per slot, for AppendPreferences
 	m        uint64
+	rnd      randSource
 }
 
 // Build implements Builder.
@@ -130,7 +134,7 @@ func (g Maglev) build(backends []*Backend) (*MaglevPicker, error) {
 			}
 		}
 	}
-	p := &MaglevPicker{backends: backends, slots: slots, table: make([]*Backend, m), m: mm}
+	p := &MaglevPicker{backends: backends, slots: slots, table: make([]*Backend, m), m: mm, rnd: randSource{g.Rand}}
 	for s, i := range slots {
 		p.table[s] = backends[i]
 	}
@@ -139,7 +143,7 @@ func (g Maglev) build(backends []*Backend) (*MaglevPicker, error) {
 
 func (p *MaglevPicker) slot(key string) uint64 {
 	if key == "" {
-		return rand.Uint64N(p.m)
+		return p.rnd.uint64n(p.m)
 	}
 	s, _ := bits.Mul64(xxhash.Sum64String(key), p.m)
 	return s

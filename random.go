@@ -8,12 +8,18 @@ import (
 // Random picks a backend uniformly at random, ignoring weights (see
 // WeightedRandom). It uses math/rand/v2's per-thread generator: no lock, no
 // shared state. The zero value is ready to use.
-type Random struct{}
+type Random struct {
+	// Rand, when not nil, draws the picks instead of the runtime's
+	// generator, for runs that can be repeated; it is called from every
+	// goroutine that picks (see WeightedRoundRobin.Rand).
+	Rand rand.Source
+}
 
 // RandomPicker is the Picker built by Random.
 type RandomPicker struct {
 	backends []*Backend
 	n        uint64
+	rnd      randSource
 }
 
 // Build implements Builder.
@@ -29,27 +35,32 @@ func (r Random) New(eps []Endpoint) (*RandomPicker, error) {
 	return r.build(bs)
 }
 
-func (Random) build(backends []*Backend) (*RandomPicker, error) {
+func (r Random) build(backends []*Backend) (*RandomPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	return &RandomPicker{backends: backends, n: uint64(len(backends))}, nil
+	return &RandomPicker{backends: backends, n: uint64(len(backends)), rnd: randSource{r.Rand}}, nil
 }
 
 // Pick returns a uniformly random backend. The key is ignored.
 func (p *RandomPicker) Pick(string) (*Backend, error) {
-	return p.backends[rand.Uint64N(p.n)], nil
+	return p.backends[p.rnd.uint64n(p.n)], nil
 }
 
 // WeightedRandom picks a backend at random in proportion to its weight, in
 // O(1) per pick (Vose's alias method, built in O(N)). The zero value is
 // ready to use.
-type WeightedRandom struct{}
+type WeightedRandom struct {
+	// Rand, when not nil, draws the picks instead of the runtime's
+	// generator (see Random.Rand).
+	Rand rand.Source
+}
 
 // WeightedRandomPicker is the Picker built by WeightedRandom.
 type WeightedRandomPicker struct {
 	backends []*Backend
 	alias    aliasTable
+	rnd      randSource
 }
 
 // Build implements Builder.
@@ -65,17 +76,17 @@ func (w WeightedRandom) New(eps []Endpoint) (*WeightedRandomPicker, error) {
 	return w.build(bs)
 }
 
-func (WeightedRandom) build(backends []*Backend) (*WeightedRandomPicker, error) {
+func (w WeightedRandom) build(backends []*Backend) (*WeightedRandomPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	return &WeightedRandomPicker{backends: backends, alias: newAliasTable(backends)}, nil
+	return &WeightedRandomPicker{backends: backends, alias: newAliasTable(backends), rnd: randSource{w.Rand}}, nil
 }
 
 // Pick returns a random backend, each with probability weight/sum(weights).
 // The key is ignored.
 func (p *WeightedRandomPicker) Pick(string) (*Backend, error) {
-	return p.backends[p.alias.sample(rand.Uint64())], nil
+	return p.backends[p.alias.sample(p.rnd.uint64())], nil
 }
 
 // aliasTable samples index i with probability w[i]/sum(w) from one 64-bit
@@ -140,7 +151,11 @@ func (t *aliasTable) sample(r uint64) int {
 // latency EWMA. It needs the live counters a Balancer keeps (Balancer.Pick
 // and Pick.Done): used alone, every backend looks idle. No lock; the zero
 // value is ready to use.
-type P2C struct{}
+type P2C struct {
+	// Rand, when not nil, draws the two candidates instead of the
+	// runtime's generator (see Random.Rand).
+	Rand rand.Source
+}
 
 // P2CPicker is the Picker built by P2C.
 type P2CPicker struct {
@@ -149,6 +164,7 @@ type P2CPicker struct {
 	alias    aliasTable
 	uniform  bool
 	n        uint64
+	rnd      randSource
 }
 
 // Build implements Builder.
@@ -164,11 +180,11 @@ func (c P2C) New(eps []Endpoint) (*P2CPicker, error) {
 	return c.build(bs)
 }
 
-func (P2C) build(backends []*Backend) (*P2CPicker, error) {
+func (c P2C) build(backends []*Backend) (*P2CPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	p := &P2CPicker{backends: backends, n: uint64(len(backends)), weights: make([]int64, len(backends)), uniform: true}
+	p := &P2CPicker{backends: backends, n: uint64(len(backends)), weights: make([]int64, len(backends)), uniform: true, rnd: randSource{c.Rand}}
 	for i, b := range backends {
 		p.weights[i] = int64(b.Weight())
 		if p.weights[i] != p.weights[0] {
@@ -188,19 +204,19 @@ func (p *P2CPicker) Pick(string) (*Backend, error) {
 	}
 	var i, j int
 	if p.uniform {
-		i = int(rand.Uint64N(p.n))
-		j = int(rand.Uint64N(p.n - 1))
+		i = int(p.rnd.uint64n(p.n))
+		j = int(p.rnd.uint64n(p.n - 1))
 		if j >= i {
 			j++
 		}
 	} else {
-		i = p.alias.sample(rand.Uint64())
+		i = p.alias.sample(p.rnd.uint64())
 		j = i
 		for try := 0; try < 4 && j == i; try++ {
-			j = p.alias.sample(rand.Uint64())
+			j = p.alias.sample(p.rnd.uint64())
 		}
 		if j == i { // a dominant weight: take any other backend
-			j = int((uint64(i) + 1 + rand.Uint64N(p.n-1)) % p.n)
+			j = int((uint64(i) + 1 + p.rnd.uint64n(p.n-1)) % p.n)
 		}
 	}
 	a, b := p.backends[i], p.backends[j]

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"math/bits"
-	"math/rand/v2"
 	"sort"
 )
 
@@ -235,11 +234,11 @@ func (t *ringTable) searchScaled(s uint64) int {
 }
 
 // randomPosition returns a uniformly random position in the hash's range.
-func (t *ringTable) randomPosition() uint64 {
+func (t *ringTable) randomPosition(r randSource) uint64 {
 	if t.maxHash == ^uint64(0) {
-		return rand.Uint64()
+		return r.uint64()
 	}
-	return rand.Uint64N(t.maxHash + 1)
+	return r.uint64n(t.maxHash + 1)
 }
 
 func (t *ringTable) memoryBytes() int {

@@ -3,7 +3,6 @@ package lb
 import (
 	"fmt"
 	"math/bits"
-	"math/rand/v2"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -58,7 +57,7 @@ func checkStripes(name string, n int) error {
 
 // newStripes makes n (0: the default) counters rounded up to a power of
 // two, each starting at a random value below period.
-func newStripes(n int, period uint64) stripes {
+func newStripes(n int, period uint64, r randSource) stripes {
 	if n <= 0 {
 		n = defaultStripes()
 	}
@@ -70,7 +69,7 @@ func newStripes(n int, period uint64) stripes {
 	st.base = unsafe.Pointer(&st.s[0])
 	for i := range st.s {
 		if period > 0 {
-			st.s[i].n.Store(rand.Uint64N(period))
+			st.s[i].n.Store(r.uint64n(period))
 		}
 	}
 	return st

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync"
 )
 
@@ -24,6 +25,11 @@ type WeightedRoundRobin struct {
 	// from its own random offset; Stripes: 1 keeps one global order. It does
 	// not apply past MaxSchedule (one global order there).
 	Stripes int
+	// Rand, when not nil, draws the counters' random starting points
+	// instead of math/rand/v2's runtime generator. With a seeded Source and
+	// Stripes: 1, the sequence of picks is the same in every run (the
+	// stripe a goroutine uses depends on its stack address).
+	Rand rand.Source
 }
 
 // DefaultMaxSchedule is the default cap on the precomputed period of a
@@ -105,7 +111,7 @@ func (w WeightedRoundRobin) build(backends []*Backend) (*WeightedRoundRobinPicke
 	for i := range p.current {
 		p.current[i] = 0 // back to nginx's starting state
 	}
-	p.st = newStripes(w.Stripes, p.period)
+	p.st = newStripes(w.Stripes, p.period, randSource{w.Rand})
 	return p, nil
 }
 
