@@ -271,7 +271,7 @@ func (sc *Scenario) withDefaults() error {
 		sc.Strategies = slices.Clone(strategyNames)
 	}
 	for i, s := range sc.Strategies {
-		if _, err := builderFor(s); err != nil {
+		if _, err := builderFor(s, nil); err != nil {
 			return fmt.Errorf("strategies[%d]: %w", i, err)
 		}
 	}

@@ -133,7 +133,7 @@ func Run(sc *Scenario, strategy string) (*Result, error) {
 }
 
 func newSim(sc *Scenario, strategy string) (*sim, error) {
-	b, err := builderFor(strategy)
+	b, err := builderFor(strategy, newSource(sc.Seed, streamPicker))
 	if err != nil {
 		return nil, err
 	}

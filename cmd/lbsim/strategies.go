@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 
 	"github.com/go-lb/lb"
@@ -16,25 +17,30 @@ var strategyNames = []string{
 // boundedLoadFactor is ring-bounded's lb.Ring.LoadFactor.
 const boundedLoadFactor = 1.25
 
-// builderFor returns the lb Builder of a strategy name, with lb's defaults.
-func builderFor(name string) (lb.Builder, error) {
+// builderFor returns the lb Builder of a strategy name, with lb's
+// defaults and src as its random source, so that a run is repeated exactly
+// from its seed (nil: the runtime's generator). A simulation runs in one
+// goroutine, so every picker the Builder makes may share src. The round
+// robins get one stripe: with one goroutine it is what they use anyway, and
+// which stripe would depend on the goroutine's stack address.
+func builderFor(name string, src rand.Source) (lb.Builder, error) {
 	switch name {
 	case "round-robin":
-		return lb.RoundRobin{}, nil
+		return lb.RoundRobin{Stripes: 1, Rand: src}, nil
 	case "weighted-round-robin":
-		return lb.WeightedRoundRobin{}, nil
+		return lb.WeightedRoundRobin{Stripes: 1, Rand: src}, nil
 	case "random":
-		return lb.Random{}, nil
+		return lb.Random{Rand: src}, nil
 	case "weighted-random":
-		return lb.WeightedRandom{}, nil
+		return lb.WeightedRandom{Rand: src}, nil
 	case "p2c":
-		return lb.P2C{}, nil
+		return lb.P2C{Rand: src}, nil
 	case "ring":
-		return lb.Ring{}, nil
+		return lb.Ring{Rand: src}, nil
 	case "ring-bounded":
-		return lb.Ring{LoadFactor: boundedLoadFactor}, nil
+		return lb.Ring{LoadFactor: boundedLoadFactor, Rand: src}, nil
 	case "maglev":
-		return lb.Maglev{}, nil
+		return lb.Maglev{Rand: src}, nil
 	}
 	return nil, fmt.Errorf("unknown strategy %q; the strategies are %s", name, strings.Join(strategyNames, ", "))
 }
@@ -44,9 +50,3 @@ func builderFor(name string) (lb.Builder, error) {
 func hashes(name string) bool {
 	return name == "ring" || name == "ring-bounded" || name == "maglev"
 }
-
-// deterministic reports whether the strategy's choices depend only on the
-// simulation (keys, calls in flight), not on lb's internal random source:
-// round robin starts at a random backend, random and P2C draw from the
-// runtime's generator.
-func deterministic(name string) bool { return hashes(name) }

@@ -17,10 +17,16 @@ const (
 	streamRetry
 	streamFailure
 	streamHealth
+	streamPicker // lb's pickers (their Rand)
 )
 
 func newRand(seed uint64, stream uint64) *rand.Rand {
-	return rand.New(rand.NewPCG(seed, stream*0x9e3779b97f4a7c15))
+	return rand.New(newSource(seed, stream))
+}
+
+// newSource is the generator of one stream.
+func newSource(seed uint64, stream uint64) *rand.PCG {
+	return rand.NewPCG(seed, stream*0x9e3779b97f4a7c15)
 }
 
 // arrival is one request as the workload makes it.
