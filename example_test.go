@@ -3,6 +3,8 @@ package lb_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/go-lb/lb"
@@ -166,4 +168,25 @@ func ExampleWithOutlierDetection() {
 	// Output:
 	// 10.0.0.1:80 ejected: true
 	// 10.0.0.2:80 ejected: false
+}
+
+// A Builder's Rand makes the random choices repeatable, for simulations and
+// tests: the same seed gives the same picks in every run.
+func ExampleRandom_seeded() {
+	eps := lb.Addrs("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	for run := 0; run < 2; run++ {
+		p, err := lb.Random{Rand: rand.NewPCG(42, 1)}.New(eps)
+		if err != nil {
+			panic(err)
+		}
+		var picks []string
+		for i := 0; i < 6; i++ {
+			b, _ := p.Pick("")
+			picks = append(picks, b.Addr()[7:8])
+		}
+		fmt.Println(strings.Join(picks, " "))
+	}
+	// Output:
+	// 1 2 2 2 3 1
+	// 1 2 2 2 3 1
 }
