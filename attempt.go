@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -37,12 +38,10 @@ type readCloser struct {
 	io.Closer
 }
 
-// attempt is one try of a request on one backend: the copy of the request
-// sent (with its own URL) and, once there is a response, the body wrapper
-// that finishes the pick. One allocation per attempt.
+// attempt is one try of a request on one backend and, once there is a
+// response, the body wrapper that finishes the pick.
 type attempt struct {
-	req  http.Request
-	url  url.URL
+	ctx  context.Context // the request's
 	pick Pick
 	lat  time.Duration // time to the response headers
 	body io.ReadCloser // the base's response body
@@ -50,17 +49,34 @@ type attempt struct {
 	done atomic.Bool
 }
 
-func newAttempt(req *http.Request, pick Pick, body io.ReadCloser) *attempt {
-	a := &attempt{pick: pick}
-	a.req = *req
-	a.url = *req.URL
-	a.url.Host = pick.Backend.addr
-	a.req.URL = &a.url
-	if a.req.Host == "" {
-		a.req.Host = req.URL.Host
+// rewritten is a copy of a request whose URL names a backend's address.
+type rewritten struct {
+	req http.Request
+	url url.URL
+}
+
+// rewrite returns a copy of req with body as its body and addr as its
+// URL's host; the Host header keeps the request's logical host.
+func rewrite(req *http.Request, addr string, body io.ReadCloser) *http.Request {
+	c := &rewritten{req: *req, url: *req.URL}
+	c.url.Host = addr
+	c.req.URL = &c.url
+	if c.req.Host == "" {
+		c.req.Host = req.URL.Host
 	}
-	a.req.Body = body
-	return a
+	c.req.Body = body
+	return &c.req
+}
+
+// withBody returns req if body is its body, else a copy of req with body.
+func withBody(req *http.Request, body io.ReadCloser) *http.Request {
+	if body == req.Body {
+		return req
+	}
+	c := new(http.Request)
+	*c = *req
+	c.Body = body
+	return c
 }
 
 // wrap makes resp's body finish the pick when it ends; fail is what the
@@ -107,7 +123,7 @@ func (a *attempt) finish(err error) {
 	if !a.done.CompareAndSwap(false, true) {
 		return
 	}
-	if err != nil && err != a.fail && a.req.Context().Err() != nil {
+	if err != nil && err != a.fail && a.ctx.Err() != nil {
 		err = nil
 	}
 	a.pick.Done(err, a.lat)

@@ -77,6 +77,45 @@ func ExampleNewTransport() {
 	// Output: map[a:10 b:10 c:10]
 }
 
+// ServedBy tells which backend answered a request: the response's
+// Request is the caller's, whose URL names the service. Here a request to
+// a dead backend is retried on the live one, which ServedBy reports.
+func ExampleServedBy() {
+	eps, stop := exampleBackends(1)
+	defer stop()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+
+	bal, err := lb.NewBalancer(lb.RoundRobin{Stripes: 1}, lb.WithEndpoints([]lb.Endpoint{{Addr: dead}, eps[0]}))
+	if err != nil {
+		panic(err)
+	}
+	defer bal.Close()
+	tr, err := lb.NewTransport(bal)
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+
+	for i := 0; i < 2; i++ {
+		ctx, servedBy := lb.ServedBy(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://users.internal/v1/users/42", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Printf("body %s, served by the live backend: %v, URL host %s\n",
+			body, servedBy() == eps[0].Addr, resp.Request.URL.Host)
+	}
+	// Output:
+	// body a, served by the live backend: true, URL host users.internal
+	// body a, served by the live backend: true, URL host users.internal
+}
+
 // A backend that refuses connections costs nothing but a retry: the
 // request never reached it, so it is sent to another backend, whatever its
 // method. Outlier detection then ejects the dead backend.

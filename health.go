@@ -134,7 +134,7 @@ func StartHealthChecks(ctx context.Context, bal *Balancer, hc HealthCheck) (*Hea
 	}
 	h := &HealthChecker{bal: bal, hc: hc, done: make(chan struct{})}
 	if hc.Transport == nil {
-		h.own = newBaseTransport(nil, 2)
+		h.own = newBaseTransport(nil, 2, bal)
 		h.hc.Transport = h.own
 	}
 	ctx, h.cancel = context.WithCancel(ctx)

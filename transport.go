@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -17,10 +18,14 @@ import (
 //	resp, err := client.Get("http://users.internal/v1/users/42")
 //
 // For each request it extracts the hash key (WithKey), picks a backend,
-// and sends a copy of the request whose URL names the backend's address;
-// the Host header and the TLS server name stay the request's logical host,
-// so virtual hosting and certificate checks work as without a balancer.
-// The caller's request is never modified, and its body is always closed.
+// and sends the request to the backend's address. The Host header and the
+// TLS server name stay the request's logical host, so virtual hosting and
+// certificate checks work as without a balancer. The default base
+// transport dials the backend itself, so the request goes out as it is,
+// without a copy; a base given with WithBase gets a copy whose URL names
+// the backend. The caller's request is never modified, its body is always
+// closed, and it is the Request of the response returned: ServedBy tells
+// which backend answered.
 //
 // The pick is finished (Pick.Done) when the response body is read to the
 // end or closed, or at once on error, so in-flight counts include
@@ -51,6 +56,7 @@ import (
 type Transport struct {
 	bal         *Balancer
 	base        http.RoundTripper
+	own         *baseTransport // the default base; nil with WithBase
 	key         KeyFunc
 	maxAttempts int
 	retryAll    bool
@@ -103,7 +109,8 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		log:         o.log,
 	}
 	if t.base == nil {
-		t.base = newBaseTransport(o.tlsConfig, o.maxIdle)
+		t.own = newBaseTransport(o.tlsConfig, o.maxIdle, bal)
+		t.base = t.own
 	}
 	if t.log == nil {
 		t.log = bal.Logger()
@@ -219,17 +226,18 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 	}
 	for n := 1; ; n++ {
 		tried = append(tried, pick.Backend)
-		a := newAttempt(req, pick, body)
+		a := &attempt{ctx: ctx, pick: pick}
+		out, rt := t.outgoing(req, pick.Backend.addr, body)
 		if n > 1 {
 			start = time.Now()
 		}
-		resp, err := t.base.RoundTrip(&a.req)
+		resp, err := rt.RoundTrip(out)
 		a.lat = time.Since(start)
 		if err == nil && resp == nil {
 			err = errors.New("lb: base RoundTripper returned neither a response nor an error")
 		}
 		if err == nil && (t.failStatus == nil || !t.failStatus(resp.StatusCode)) {
-			return a.wrap(resp, nil), nil
+			return t.answer(req, a, resp, nil), nil
 		}
 
 		// A failure: an error, or a response with a failure status.
@@ -257,7 +265,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		}
 		if e.Reason != "" {
 			if err == nil {
-				return a.wrap(resp, errFailureStatus), nil
+				return t.answer(req, a, resp, errFailureStatus), nil
 			}
 			pick.Done(err, a.lat)
 			return t.giveUp(e, fallback, ctx)
@@ -265,6 +273,8 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		if err == nil {
 			pick.Done(errFailureStatus, a.lat)
 			fallback = resp
+			resp.Request = req
+			recordServed(ctx, pick.Backend)
 		} else {
 			pick.Done(err, a.lat)
 		}
@@ -305,6 +315,57 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		t.debug(ctx, "lb: retrying on another backend", pick.Addr(), attErr, n)
 		pick = next
 	}
+}
+
+// answer returns resp, the response of attempt a, as the response to req:
+// its Request is the caller's, its body finishes the pick, and ServedBy
+// learns the backend.
+func (t *Transport) answer(req *http.Request, a *attempt, resp *http.Response, fail error) *http.Response {
+	resp.Request = req
+	recordServed(a.ctx, a.pick.Backend)
+	return a.wrap(resp, fail)
+}
+
+// servedKey is the context key of ServedBy.
+type servedKey struct{}
+
+// ServedBy returns a copy of ctx for a request sent through a Transport,
+// and a function that returns the address of the backend whose response
+// the Transport returned for it ("" before that, or if no backend gave a
+// response). The response's Request is the caller's request, whose URL
+// names the service, not the backend: this is how to learn which backend
+// answered, for logs or tests. The function is safe to call from any
+// goroutine, at any time; with several requests on one context it
+// reports the latest.
+func ServedBy(ctx context.Context) (context.Context, func() string) {
+	p := new(atomic.Pointer[Backend])
+	return context.WithValue(ctx, servedKey{}, p), func() string {
+		if be := p.Load(); be != nil {
+			return be.addr
+		}
+		return ""
+	}
+}
+
+// recordServed tells the ServedBy of ctx, if any, that be answered.
+func recordServed(ctx context.Context, be *Backend) {
+	if p, ok := ctx.Value(servedKey{}).(*atomic.Pointer[Backend]); ok {
+		p.Store(be)
+	}
+}
+
+// outgoing returns the request to send to the backend at addr, with body
+// as its body, and the RoundTripper to send it with. The default base
+// takes the request as it is, its URL naming the service (copied only if
+// the body is not the caller's); any other base gets a copy whose URL
+// names addr.
+func (t *Transport) outgoing(req *http.Request, addr string, body io.ReadCloser) (*http.Request, http.RoundTripper) {
+	if t.own != nil && req.URL.Host != "" {
+		if p := t.own.forBackend(addr); p.direct {
+			return withBody(req, body), p.t
+		}
+	}
+	return rewrite(req, addr, body), t.base
 }
 
 // bodyNotReplayable is the Error.Reason for a request whose body was sent

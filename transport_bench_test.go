@@ -5,8 +5,10 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,44 +28,19 @@ import (
 // CPU time client and server used per request (cpu-ns/op, where the
 // platform tells).
 func BenchmarkTransport(b *testing.B) {
-	var conns atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			_, _ = io.WriteString(w, "ok")
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				conns.Add(1)
-			}
-		},
-	}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	addr := ln.Addr().String()
-
+	addr, conns := startBenchBackend(b)
 	bal, err := lb.NewBalancer(lb.RoundRobin{}, lb.WithEndpoints(lb.Addrs(addr)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer bal.Close()
 
-	newPlain := func(idle int) *http.Transport {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConns = 0
-		t.MaxIdleConnsPerHost = idle
-		return t
-	}
 	clients := []struct {
 		name string
 		rt   func() http.RoundTripper
 		url  string
 	}{
-		{"plain", func() http.RoundTripper { return newPlain(lb.DefaultMaxIdleConnsPerBackend) }, "http://" + addr + "/"},
+		{"plain", func() http.RoundTripper { return newBenchPlain(lb.DefaultMaxIdleConnsPerBackend) }, "http://" + addr + "/"},
 		{"lb", func() http.RoundTripper {
 			tr, err := lb.NewTransport(bal)
 			if err != nil {
@@ -71,7 +48,7 @@ func BenchmarkTransport(b *testing.B) {
 			}
 			return tr
 		}, "http://svc.internal/"},
-		{"plain-default-idle", func() http.RoundTripper { return newPlain(0) }, "http://" + addr + "/"},
+		{"plain-default-idle", func() http.RoundTripper { return newBenchPlain(0) }, "http://" + addr + "/"},
 	}
 	for _, conc := range []int{1, 32} {
 		for _, cl := range clients {
@@ -79,22 +56,8 @@ func BenchmarkTransport(b *testing.B) {
 				rt := cl.rt()
 				client := &http.Client{Transport: rt}
 				defer client.CloseIdleConnections()
-				do := func(req *http.Request) {
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				newReq := func() *http.Request {
-					req, err := http.NewRequest(http.MethodGet, cl.url, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					return req
-				}
+				do := func(req *http.Request) { benchDo(b, client, req) }
+				newReq := func() *http.Request { return benchRequest(b, cl.url) }
 				do(newReq()) // warm up one connection
 				conns.Store(0)
 				b.ReportAllocs()
@@ -198,4 +161,170 @@ func (m *memoryBase) RoundTrip(r *http.Request) (*http.Response, error) {
 	m.resp.Body = &m.body
 	m.resp.Request = r
 	return m.resp, nil
+}
+
+// BenchmarkTransportVsPlain measures the Transport's overhead against a
+// plain http.Client in a way a shared, noisy machine allows. The two
+// clients take turns on the same loopback backend, in blocks of requests
+// a few milliseconds long (plain first in one pair of blocks, the
+// Transport first in the next), so that whatever else the machine runs
+// slows both alike; each pair gives a difference and a ratio, and the
+// medians over the pairs are reported per request:
+//
+//	plain-ns/req, lb-ns/req        wall time (at c=32: 1/throughput)
+//	overhead-ns/req, overhead-%    the Transport against plain, wall time
+//	overhead-cpu-ns/req, -cpu-%    the same in CPU time (client and
+//	                               server, both in this process)
+//
+// ns/op counts both clients' requests and says little on its own; run
+// with -benchtime 5s or more for enough pairs.
+func BenchmarkTransportVsPlain(b *testing.B) {
+	addr, _ := startBenchBackend(b)
+	bal, err := lb.NewBalancer(lb.RoundRobin{}, lb.WithEndpoints(lb.Addrs(addr)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bal.Close()
+	tr, err := lb.NewTransport(bal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	clients := [2]*http.Client{
+		{Transport: newBenchPlain(lb.DefaultMaxIdleConnsPerBackend)},
+		{Transport: tr},
+	}
+	urls := [2]string{"http://" + addr + "/", "http://svc.internal/"}
+	defer clients[0].CloseIdleConnections()
+	defer clients[1].CloseIdleConnections()
+
+	for _, conc := range []int{1, 32} {
+		b.Run("c="+strconv.Itoa(conc), func(b *testing.B) {
+			// run sends n requests through client k at concurrency conc
+			// and returns the wall and CPU time per request.
+			run := func(k, n int) (wall, cpu float64) {
+				cpu0, _ := processCPU()
+				start := time.Now()
+				if conc == 1 {
+					req := benchRequest(b, urls[k])
+					for i := 0; i < n; i++ {
+						benchDo(b, clients[k], req)
+					}
+				} else {
+					var left atomic.Int64
+					left.Store(int64(n))
+					var wg sync.WaitGroup
+					for w := 0; w < conc; w++ {
+						req := benchRequest(b, urls[k])
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for left.Add(-1) >= 0 {
+								benchDo(b, clients[k], req)
+							}
+						}()
+					}
+					wg.Wait()
+				}
+				elapsed := time.Since(start)
+				cpu1, _ := processCPU()
+				return float64(elapsed) / float64(n), float64(cpu1-cpu0) / float64(n)
+			}
+			block := 200 // about 8 ms at c=1
+			if conc > 1 {
+				block = 1000 // about 20 ms at c=32
+			}
+			run(0, 4*conc) // warm up: the connections the concurrency needs
+			run(1, 4*conc)
+			var plainNs, lbNs, diff, ratio, diffCPU, ratioCPU []float64
+			b.ResetTimer()
+			for p, left := 0, b.N; left > 0; p++ {
+				n := min(block, (left+1)/2)
+				left -= 2 * n
+				var wall, cpu [2]float64
+				for _, k := range [2][2]int{{0, 1}, {1, 0}}[p%2] {
+					wall[k], cpu[k] = run(k, n)
+				}
+				plainNs, lbNs = append(plainNs, wall[0]), append(lbNs, wall[1])
+				diff, ratio = append(diff, wall[1]-wall[0]), append(ratio, wall[1]/wall[0]-1)
+				diffCPU, ratioCPU = append(diffCPU, cpu[1]-cpu[0]), append(ratioCPU, cpu[1]/cpu[0]-1)
+			}
+			b.StopTimer()
+			b.ReportMetric(median(plainNs), "plain-ns/req")
+			b.ReportMetric(median(lbNs), "lb-ns/req")
+			b.ReportMetric(median(diff), "overhead-ns/req")
+			b.ReportMetric(100*median(ratio), "overhead-%")
+			if _, ok := processCPU(); ok {
+				b.ReportMetric(median(diffCPU), "overhead-cpu-ns/req")
+				b.ReportMetric(100*median(ratioCPU), "overhead-cpu-%")
+			}
+		})
+	}
+}
+
+// median returns the median of xs, which it sorts; 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// startBenchBackend starts a loopback HTTP server answering "ok", stopped
+// at the end of the benchmark, and returns its address and a count of the
+// connections it accepted.
+func startBenchBackend(b *testing.B) (string, *atomic.Int64) {
+	b.Helper()
+	conns := new(atomic.Int64)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), conns
+}
+
+// newBenchPlain returns a clone of http.DefaultTransport keeping idle
+// idle connections per host (0: net/http's default of 2).
+func newBenchPlain(idle int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = idle
+	return t
+}
+
+// benchRequest returns a GET request for url.
+func benchRequest(b *testing.B, url string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return req
+}
+
+// benchDo sends req through client and reads and closes the response body.
+func benchDo(b *testing.B, client *http.Client, req *http.Request) {
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }

@@ -37,12 +37,14 @@ func defaultTransportOptions() transportOptions {
 	}
 }
 
-// WithBase sets the RoundTripper that sends each attempt (its URL already
-// pointing at the backend). The default is an http.Transport with
-// http.DefaultTransport's settings, DefaultMaxIdleConnsPerBackend idle
-// connections per backend, and one connection pool per TLS server name so
-// that HTTPS certificates are checked against the request's logical host.
-// A base of your own must do that itself: an *http.Transport whose
+// WithBase sets the RoundTripper that sends each attempt: it gets a copy
+// of the request whose URL names the backend's address (the Host header
+// keeps the logical host). The default base needs no copy: it keeps one
+// http.Transport per backend, with http.DefaultTransport's settings and
+// DefaultMaxIdleConnsPerBackend idle connections, which dials the
+// backend's address while the URL keeps naming the service, so HTTPS
+// certificates are checked against the service's name. A base of your own
+// must see to that itself: an *http.Transport whose
 // TLSClientConfig.ServerName is empty checks the backend's address.
 func WithBase(rt http.RoundTripper) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) { o.base = rt })
@@ -100,8 +102,9 @@ func WithTransportLogger(l *slog.Logger) TransportOption {
 }
 
 // WithTLSClientConfig sets the TLS configuration of the default base
-// transport (root CAs, client certificates). Its ServerName, if empty, is
-// set per request to the logical host. It cannot be combined with WithBase.
+// transport (root CAs, client certificates). If its ServerName is empty,
+// certificates are checked against the request's logical host. It cannot
+// be combined with WithBase.
 func WithTLSClientConfig(c *tls.Config) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) { o.tlsConfig = c })
 }

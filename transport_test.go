@@ -27,7 +27,9 @@ func TestTransportSpreadsAndKeepsLogicalHost(t *testing.T) {
 	tr, bal := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil)
 	c := &http.Client{Transport: tr}
 
-	req, err := http.NewRequest(http.MethodGet, "http://users.internal:8080/v1/users?id=7", nil)
+	ctx, servedBy := lb.ServedBy(context.Background())
+	assert.Empty(t, servedBy(), "nothing served yet")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://users.internal:8080/v1/users?id=7", nil)
 	require.NoError(t, err)
 	before, host := *req.URL, req.Host
 	for i := 0; i < 30; i++ {
@@ -39,8 +41,9 @@ func TestTransportSpreadsAndKeepsLogicalHost(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 		assert.Equal(t, "users.internal:8080", resp.Header.Get("X-Seen-Host"), "the backend sees the logical Host")
 		assert.Equal(t, resp.Header.Get("X-Backend"), string(body))
-		// The response's request is the one sent: it names the backend.
-		assert.Equal(t, eps[int(string(body)[0]-'a')].Addr, resp.Request.URL.Host)
+		// The response's request is the caller's; ServedBy names the backend.
+		assert.Same(t, req, resp.Request)
+		assert.Equal(t, eps[int(string(body)[0]-'a')].Addr, servedBy())
 	}
 	assert.Equal(t, before, *req.URL, "the caller's URL is untouched")
 	assert.Equal(t, host, req.Host, "the caller's Host is untouched")
@@ -638,13 +641,15 @@ func TestTransportKeys(t *testing.T) {
 				user := "user-" + strconv.Itoa(u)
 				var first string
 				for i := 0; i < 3; i++ {
-					resp, err := tr.RoundTrip(tt.req(user))
+					ctx, servedBy := lb.ServedBy(context.Background())
+					resp, err := tr.RoundTrip(tt.req(user).WithContext(ctx))
 					require.NoError(t, err)
 					require.NoError(t, resp.Body.Close())
 					if i == 0 {
-						first = resp.Request.URL.Host
+						first = servedBy()
 					}
-					require.Equal(t, first, resp.Request.URL.Host, "%s sticks to one backend", user)
+					require.NotEmpty(t, first)
+					require.Equal(t, first, servedBy(), "%s sticks to one backend", user)
 				}
 				seen[first] = true
 			}
@@ -841,4 +846,64 @@ func TestTransportReusesConnections(t *testing.T) {
 	t.Logf("%d requests at concurrency %d over %d backends: %d TCP connections (%.1f per 1,000 requests)",
 		n, c, len(bs), conns, float64(conns)*1000/n)
 	assert.LessOrEqual(t, conns, int64(c*len(bs)), "no connection churn")
+}
+
+// rtFunc is an http.RoundTripper made of a function.
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// ServedBy names the backend whose response is returned: the one that
+// succeeded after a retry, or, when every attempt got a failure status,
+// the last one tried. With a base of one's own (which gets a copy whose
+// URL names the backend) as with the default, the response's Request is
+// the caller's.
+func TestServedBy(t *testing.T) {
+	t.Parallel()
+	eps := []lb.Endpoint{{Addr: "10.0.0.1:80"}, {Addr: "10.0.0.2:80"}}
+	var down atomic.Value // the address answering 503 ("*": all)
+	var seen []string
+	base := rtFunc(func(r *http.Request) (*http.Response, error) {
+		seen = append(seen, r.URL.Host+" "+r.Host)
+		code := http.StatusOK
+		if d := down.Load(); d == "*" || d == r.URL.Host {
+			code = http.StatusServiceUnavailable
+		}
+		return &http.Response{StatusCode: code, Body: io.NopCloser(strings.NewReader(r.URL.Host)), Request: r}, nil
+	})
+	tr, _ := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil, lb.WithBase(base), lb.WithFailureStatus(lb.Is5xx))
+
+	for _, d := range []string{"10.0.0.1:80", "10.0.0.2:80", "*"} {
+		down.Store(d)
+		for i := 0; i < 2; i++ { // the first pick is each backend in turn
+			seen = nil
+			ctx, servedBy := lb.ServedBy(context.Background())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc.internal/x", nil)
+			require.NoError(t, err)
+			resp, err := tr.RoundTrip(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			assert.Same(t, req, resp.Request, "the response's Request is the caller's")
+			assert.Equal(t, string(body), servedBy(), "ServedBy names the backend whose response this is")
+			last := seen[len(seen)-1]
+			assert.Equal(t, last, servedBy()+" svc.internal", "the base got the backend's address and the logical Host")
+			if d == "*" {
+				assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+				assert.Len(t, seen, 2)
+			} else {
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				assert.NotEqual(t, d, servedBy())
+			}
+		}
+	}
+	ctx, servedBy := lb.ServedBy(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc.internal/x", nil)
+	require.NoError(t, err)
+	down.Store("")
+	resp, err := tr.RoundTrip(req.WithContext(context.Background()))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Empty(t, servedBy(), "a request on another context does not report")
 }

@@ -85,19 +85,19 @@ func withRequestID(next http.RoundTripper) http.RoundTripper {
 	})
 }
 
-// withAccessLog logs each request: which backend answered (the Transport
-// sends a copy of the request whose URL names the backend, and the
-// response carries it), the status and the time taken.
+// withAccessLog logs each request: which backend answered (lb.ServedBy
+// learns it from the Transport), the status and the time taken.
 func withAccessLog(log *slog.Logger, next http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		start := time.Now()
-		resp, err := next.RoundTrip(r)
+		ctx, servedBy := lb.ServedBy(r.Context())
+		resp, err := next.RoundTrip(r.WithContext(ctx))
 		attrs := []any{"id", r.Header.Get("X-Request-Id"), "method", r.Method, "path", r.URL.Path, "took", time.Since(start).Round(time.Microsecond)}
 		if err != nil {
 			log.Warn("upstream failed", append(attrs, "err", err)...)
 			return nil, err
 		}
-		log.Info("upstream", append(attrs, "backend", resp.Request.URL.Host, "status", resp.StatusCode)...)
+		log.Info("upstream", append(attrs, "backend", servedBy(), "status", resp.StatusCode)...)
 		return resp, nil
 	})
 }

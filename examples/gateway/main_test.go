@@ -31,6 +31,7 @@ func TestGateway(t *testing.T) {
 			}
 			assert.Contains(t, out.String(), "Host api.internal", "the backends see the logical host")
 			assert.Contains(t, out.String(), `msg=upstream`, "the access log middleware ran")
+			assert.Regexp(t, `msg=upstream .*backend=127\.0\.0\.1:[0-9]+ status=200`, out.String(), "the access log names the backend that answered")
 			assert.Regexp(t, `request [0-9a-f]{16}`, out.String(), "the request ID middleware ran")
 		})
 	}

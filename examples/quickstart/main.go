@@ -268,6 +268,7 @@ func runQuickstart(ctx context.Context, cfg config, w io.Writer) (*result, error
 // send makes one request and returns the backend that answered and the
 // time it took.
 func send(ctx context.Context, client *http.Client, url, user string) (string, time.Duration, error) {
+	ctx, servedBy := lb.ServedBy(ctx) // to learn which backend answered
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", 0, err
@@ -285,9 +286,7 @@ func send(ctx context.Context, client *http.Client, url, user string) (string, t
 	if resp.StatusCode >= 500 {
 		return "", 0, fmt.Errorf("status %s", resp.Status)
 	}
-	// The response's request is the one the Transport sent: its URL names
-	// the backend.
-	return resp.Request.URL.Host, time.Since(start), nil
+	return servedBy(), time.Since(start), nil
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {

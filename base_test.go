@@ -1,0 +1,224 @@
+package lb
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// countingServer is a loopback HTTP server that counts the connections it
+// opened and closed, and whose handler blocks while hold is non-nil.
+type countingServer struct {
+	*httptest.Server
+	opened, closed atomic.Int64
+	hold           atomic.Pointer[chan struct{}]
+}
+
+func newCountingServer(t *testing.T) *countingServer {
+	t.Helper()
+	s := &countingServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if h := s.hold.Load(); h != nil {
+			<-*h
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			s.opened.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			s.closed.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *countingServer) addr() string { return s.Listener.Addr().String() }
+
+func baseGet(t *testing.T, tr *Transport) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://svc.internal/", nil)
+	require.NoError(t, err)
+	resp, err := tr.RoundTrip(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+}
+
+func waitUntil(t *testing.T, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The default base keeps one http.Transport per backend, drops those of
+// backends that leave the set (closing their idle connections at once),
+// still reaches their connections in use with CloseIdleConnections, and
+// forgets them once those connections must have closed themselves.
+func TestBaseTransportFollowsTheSet(t *testing.T) {
+	srvs := []*countingServer{newCountingServer(t), newCountingServer(t), newCountingServer(t)}
+	var eps []Endpoint
+	for _, s := range srvs {
+		eps = append(eps, Endpoint{Addr: s.addr()})
+	}
+	bal, err := NewBalancer(RoundRobin{Stripes: 1}, WithEndpoints(eps))
+	require.NoError(t, err)
+	defer bal.Close()
+	tr, err := NewTransport(bal)
+	require.NoError(t, err)
+	defer tr.CloseIdleConnections()
+	base := tr.own
+	require.NotNil(t, base)
+	now := time.Now()
+	base.now = func() time.Time { return now }
+
+	for i := 0; i < 6; i++ {
+		baseGet(t, tr)
+	}
+	assert.Len(t, *base.pools.Load(), 3, "one transport per backend")
+	for i, s := range srvs {
+		assert.EqualValues(t, 1, s.opened.Load(), "backend %d: one connection, reused", i)
+	}
+
+	// Backend 2 holds a request while it leaves the set; backend 1 leaves
+	// with only an idle connection.
+	release := make(chan struct{})
+	srvs[2].hold.Store(&release)
+	// With one stripe the picks go round in order: after a pick of
+	// backend 1 comes backend 2.
+	for i := 0; ; i++ {
+		require.Less(t, i, 3)
+		p, err := bal.Pick("")
+		require.NoError(t, err)
+		p.Cancel()
+		if p.Addr() == srvs[1].addr() {
+			break
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		baseGet(t, tr)
+	}()
+	waitUntil(t, func() bool { return srvs[2].opened.Load() == 1 && srvs[2].closed.Load() == 0 }, "request in flight")
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("the request to backend 2 did not wait")
+	default:
+	}
+	require.NoError(t, bal.Update(eps[:1]))
+
+	baseGet(t, tr) // the first request after the change prunes
+	assert.Len(t, *base.pools.Load(), 1, "the transports of the backends that left are dropped")
+	assert.Len(t, base.retired, 2)
+	waitUntil(t, func() bool { return srvs[1].closed.Load() == 1 }, "the idle connection of the backend that left is closed")
+	assert.Zero(t, srvs[2].closed.Load(), "the connection in use stays open")
+
+	close(release)
+	<-done
+	tr.CloseIdleConnections()
+	waitUntil(t, func() bool { return srvs[2].closed.Load() == 1 }, "CloseIdleConnections reaches the retired transport")
+
+	// Past the idle timeout the retired transports are forgotten at the
+	// next change of the set.
+	now = now.Add(idleConnTimeout + 2*time.Second)
+	require.NoError(t, bal.Update(eps[:2]))
+	baseGet(t, tr)
+	baseGet(t, tr)
+	assert.Empty(t, base.retired)
+	assert.Len(t, *base.pools.Load(), 2, "a backend back in the set gets a new transport")
+}
+
+// A backend the environment's proxy settings route through a proxy is
+// reached through the proxy. Over HTTPS the proxy is asked for a tunnel
+// to the backend's address, and the certificate is checked against the
+// service's name inside it. Over plain HTTP, as net/http does for any
+// request with a Host header, the proxy is given the service's URL and
+// chooses where it goes.
+func TestBaseTransportProxy(t *testing.T) {
+	var connects, plain atomic.Value
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			plain.Store(r.RequestURI + " Host " + r.Host)
+			_, _ = io.WriteString(w, "from the proxy")
+			return
+		}
+		connects.Store(r.Host)
+		upstream, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			upstream.Close()
+			return
+		}
+		go func() {
+			_, _ = io.Copy(upstream, rw)
+			upstream.Close()
+		}()
+		_, _ = io.Copy(conn, upstream)
+		conn.Close()
+	}))
+	defer proxy.Close()
+	proxyURL, err := url.Parse(proxy.URL)
+	require.NoError(t, err)
+
+	// httptest's TLS certificate names example.com (and 127.0.0.1).
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from the backend, Host "+r.Host+", SNI "+r.TLS.ServerName)
+	}))
+	backend.StartTLS()
+	defer backend.Close()
+	addr := backend.Listener.Addr().String()
+
+	bal, err := NewBalancer(RoundRobin{}, WithEndpoints([]Endpoint{{Addr: addr}}))
+	require.NoError(t, err)
+	defer bal.Close()
+	tr, err := NewTransport(bal, WithTLSClientConfig(backend.Client().Transport.(*http.Transport).TLSClientConfig))
+	require.NoError(t, err)
+	defer tr.CloseIdleConnections()
+	tr.own.proxy = func(r *http.Request) (*url.URL, error) {
+		if r.URL.Host == addr {
+			return proxyURL, nil
+		}
+		return nil, nil
+	}
+	get := func(rawURL string) string {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
+		require.NoError(t, err)
+		resp, err := tr.RoundTrip(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		assert.Same(t, req, resp.Request)
+		return string(body)
+	}
+	assert.Equal(t, "from the backend, Host example.com, SNI example.com", get("https://example.com/x"))
+	assert.Equal(t, addr, connects.Load(), "the tunnel goes to the backend")
+	assert.False(t, tr.own.forBackend(addr).direct)
+
+	assert.Equal(t, "from the proxy", get("http://svc.internal/x?y=1"))
+	assert.Equal(t, "http://svc.internal/x?y=1 Host svc.internal", plain.Load())
+}
