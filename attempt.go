@@ -49,23 +49,26 @@ type attempt struct {
 	done atomic.Bool
 }
 
-// rewritten is a copy of a request whose URL names a backend's address.
-type rewritten struct {
+// rewrittenAttempt is an attempt and the copy of its request whose URL
+// names the backend's address, in one allocation.
+type rewrittenAttempt struct {
+	attempt
 	req http.Request
 	url url.URL
 }
 
-// rewrite returns a copy of req with body as its body and addr as its
-// URL's host; the Host header keeps the request's logical host.
-func rewrite(req *http.Request, addr string, body io.ReadCloser) *http.Request {
-	c := &rewritten{req: *req, url: *req.URL}
+// rewrite returns an attempt with a copy of req that has body as its body
+// and addr as its URL's host; the Host header keeps the request's logical
+// host.
+func rewrite(req *http.Request, addr string, body io.ReadCloser) (*attempt, *http.Request) {
+	c := &rewrittenAttempt{req: *req, url: *req.URL}
 	c.url.Host = addr
 	c.req.URL = &c.url
 	if c.req.Host == "" {
 		c.req.Host = req.URL.Host
 	}
 	c.req.Body = body
-	return &c.req
+	return &c.attempt, &c.req
 }
 
 // withBody returns req if body is its body, else a copy of req with body.

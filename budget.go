@@ -58,8 +58,8 @@ type budget struct {
 	floor float64 // retries allowed per window by MinPerSecond
 	width int64   // slot length in nanoseconds
 	slots [budgetSlots]budgetSlot
-	now   func() time.Time
 	start time.Time // epochs count from here, on the monotonic clock
+	now   func() time.Duration // time since start
 }
 
 type budgetSlot struct {
@@ -69,20 +69,23 @@ type budgetSlot struct {
 	_        [40]byte // one slot per cache line
 }
 
-func newBudget(rb RetryBudget, now func() time.Time) *budget {
-	return &budget{
+// newBudget returns a budget whose time starts at start, which must have
+// a monotonic clock reading (time.Now's).
+func newBudget(rb RetryBudget, start time.Time) *budget {
+	b := &budget{
 		ratio: rb.Ratio,
 		floor: float64(rb.MinPerSecond) * rb.Window.Seconds(),
 		width: int64(rb.Window) / budgetSlots,
-		now:   now,
-		start: now(),
+		start: start,
 	}
+	b.now = func() time.Duration { return time.Since(b.start) }
+	return b
 }
 
-// slot returns the slot of time now, reset if it belongs to an old epoch,
-// and its epoch.
-func (b *budget) slot(now time.Time) (*budgetSlot, int64) {
-	e := int64(now.Sub(b.start)) / b.width
+// slot returns the slot of time now (since start), reset if it belongs to
+// an old epoch, and its epoch.
+func (b *budget) slot(now time.Duration) (*budgetSlot, int64) {
+	e := int64(now) / b.width
 	s := &b.slots[e%budgetSlots]
 	if old := s.epoch.Load(); old != e && s.epoch.CompareAndSwap(old, e) {
 		s.deposits.Store(0)
@@ -91,9 +94,9 @@ func (b *budget) slot(now time.Time) (*budgetSlot, int64) {
 	return s, e
 }
 
-// deposit counts one request, made at now (the caller has the time at
-// hand: the Transport times each attempt).
-func (b *budget) deposit(now time.Time) {
+// deposit counts one request, made at now (time since start: the caller
+// has it at hand, as the Transport times each attempt).
+func (b *budget) deposit(now time.Duration) {
 	s, _ := b.slot(now)
 	s.deposits.Add(1)
 }

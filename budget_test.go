@@ -32,7 +32,9 @@ func newTestBudget(t *testing.T, rb RetryBudget) (*budget, *budgetClock) {
 	rb, err := rb.withDefaults()
 	require.NoError(t, err)
 	clk := &budgetClock{t: time.Unix(1000, 0)}
-	return newBudget(rb, clk.now), clk
+	b := newBudget(rb, clk.now())
+	b.now = func() time.Duration { return clk.now().Sub(b.start) }
+	return b, clk
 }
 
 // withdrawAll withdraws until refused and returns how many were granted.
@@ -63,9 +65,9 @@ func TestRetryBudgetExact(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b, clk := newTestBudget(t, tt.rb)
+			b, _ := newTestBudget(t, tt.rb)
 			for i := 0; i < tt.deposits; i++ {
-				b.deposit(clk.now())
+				b.deposit(b.now())
 			}
 			assert.Equal(t, tt.want, withdrawAll(b))
 			b.refund()
@@ -79,13 +81,13 @@ func TestRetryBudgetWindowSlides(t *testing.T) {
 	t.Parallel()
 	b, clk := newTestBudget(t, RetryBudget{Ratio: 0.5, MinPerSecond: 1, Window: 10 * time.Second})
 	for i := 0; i < 100; i++ {
-		b.deposit(clk.now())
+		b.deposit(b.now())
 	}
 	assert.Equal(t, 10+50, withdrawAll(b))
 
 	clk.add(5 * time.Second)
 	for i := 0; i < 40; i++ {
-		b.deposit(clk.now())
+		b.deposit(b.now())
 	}
 	assert.Equal(t, 20, withdrawAll(b), "40 more requests: 20 more retries")
 
@@ -102,9 +104,9 @@ func TestRetryBudgetWindowSlides(t *testing.T) {
 // Concurrent withdrawals never overspend the budget.
 func TestRetryBudgetConcurrent(t *testing.T) {
 	t.Parallel()
-	b, clk := newTestBudget(t, RetryBudget{Ratio: 0.2, MinPerSecond: 1, Window: 10 * time.Second})
+	b, _ := newTestBudget(t, RetryBudget{Ratio: 0.2, MinPerSecond: 1, Window: 10 * time.Second})
 	for i := 0; i < 100; i++ {
-		b.deposit(clk.now())
+		b.deposit(b.now())
 	}
 	var granted atomic.Int64
 	var wg sync.WaitGroup

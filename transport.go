@@ -62,6 +62,7 @@ type Transport struct {
 	retryAll    bool
 	failStatus  func(code int) bool
 	budget      *budget
+	epoch       time.Time // clock's zero; it has a monotonic reading
 	log         *slog.Logger
 
 	_             [64]byte // the counters below are written on every request
@@ -105,9 +106,10 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		maxAttempts: o.maxAttempts,
 		retryAll:    o.retryAll,
 		failStatus:  o.failStatus,
-		budget:      newBudget(rb, time.Now),
+		epoch:       time.Now(),
 		log:         o.log,
 	}
+	t.budget = newBudget(rb, t.epoch)
 	if t.base == nil {
 		t.own = newBaseTransport(o.tlsConfig, o.maxIdle, bal)
 		t.base = t.own
@@ -117,6 +119,10 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 	}
 	return t, nil
 }
+
+// clock returns the time since the Transport was made, on the monotonic
+// clock: one clock read, where time.Now makes two.
+func (t *Transport) clock() time.Duration { return time.Since(t.epoch) }
 
 // Base returns the RoundTripper the Transport sends attempts through: the
 // one given to WithBase, or the default. Give it to active health checks
@@ -159,7 +165,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	t.requests.Add(1)
-	start := time.Now()
+	start := t.clock()
 	t.budget.deposit(start)
 	var key string
 	if t.key != nil {
@@ -212,7 +218,7 @@ const maxBufferedFailure = 64 << 10
 // roundTrip runs the attempts, the first on pick. sent is nil when the
 // request's body can be replayed (none, or GetBody); otherwise it tracks
 // the body, which can be sent again only if no attempt read it.
-func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start time.Time, sent *sentBodies) (*http.Response, error) {
+func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start time.Duration, sent *sentBodies) (*http.Response, error) {
 	ctx := req.Context()
 	var (
 		triedBuf [4]*Backend
@@ -226,13 +232,12 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 	}
 	for n := 1; ; n++ {
 		tried = append(tried, pick.Backend)
-		a := &attempt{ctx: ctx, pick: pick}
-		out, rt := t.outgoing(req, pick.Backend.addr, body)
+		a, out, rt := t.outgoing(req, pick, body)
 		if n > 1 {
-			start = time.Now()
+			start = t.clock()
 		}
 		resp, err := rt.RoundTrip(out)
-		a.lat = time.Since(start)
+		a.lat = t.clock() - start
 		if err == nil && resp == nil {
 			err = errors.New("lb: base RoundTripper returned neither a response nor an error")
 		}
@@ -354,18 +359,20 @@ func recordServed(ctx context.Context, be *Backend) {
 	}
 }
 
-// outgoing returns the request to send to the backend at addr, with body
-// as its body, and the RoundTripper to send it with. The default base
-// takes the request as it is, its URL naming the service (copied only if
-// the body is not the caller's); any other base gets a copy whose URL
-// names addr.
-func (t *Transport) outgoing(req *http.Request, addr string, body io.ReadCloser) (*http.Request, http.RoundTripper) {
+// outgoing returns the attempt of pick, the request to send to its
+// backend with body as its body, and the RoundTripper to send it with. The
+// default base takes the request as it is, its URL naming the service
+// (copied only if the body is not the caller's); any other base gets a
+// copy whose URL names the backend's address.
+func (t *Transport) outgoing(req *http.Request, pick Pick, body io.ReadCloser) (*attempt, *http.Request, http.RoundTripper) {
 	if t.own != nil && req.URL.Host != "" {
-		if p := t.own.forBackend(addr); p.direct {
-			return withBody(req, body), p.t
+		if p := t.own.forBackend(pick.Backend.addr); p.direct {
+			return &attempt{ctx: req.Context(), pick: pick}, withBody(req, body), p.t
 		}
 	}
-	return rewrite(req, addr, body), t.base
+	a, out := rewrite(req, pick.Backend.addr, body)
+	a.ctx, a.pick = req.Context(), pick
+	return a, out, t.base
 }
 
 // bodyNotReplayable is the Error.Reason for a request whose body was sent

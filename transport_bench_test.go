@@ -91,7 +91,9 @@ func BenchmarkTransport(b *testing.B) {
 }
 
 // BenchmarkTransportOverhead measures the Transport alone, over a base
-// that answers from memory: key, pick, request copy, body wrapper, done.
+// of one's own (WithBase) that answers from memory: key, pick, the copy
+// of the request whose URL names the backend (the default base needs no
+// copy), body wrapper, done.
 func BenchmarkTransportOverhead(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
