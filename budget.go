@@ -58,7 +58,7 @@ type budget struct {
 	floor float64 // retries allowed per window by MinPerSecond
 	width int64   // slot length in nanoseconds
 	slots [budgetSlots]budgetSlot
-	start time.Time // epochs count from here, on the monotonic clock
+	start time.Time            // epochs count from here, on the monotonic clock
 	now   func() time.Duration // time since start
 }
 
