@@ -153,7 +153,7 @@ func HTTPRows() []HTTPRow {
 		},
 		{
 			ID: "lb", Library: "github.com/go-lb/lb", Module: "github.com/go-lb/lb", Lb: true,
-			Settings: "NewTransport(NewBalancer(RoundRobin{})), defaults (256 idle conns per backend, 3 attempts, retry budget)",
+			Settings: "NewTransport(NewBalancer(RoundRobin{})), defaults (one http.Transport per backend with 256 idle conns, 3 attempts, retry budget)",
 			New:      newLbClient,
 		},
 		{

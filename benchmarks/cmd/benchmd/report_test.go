@@ -82,3 +82,17 @@ func fakeQuality() Quality {
 	}
 	return q
 }
+
+// Paired figures take the median of per-pass ratios: a pass slowed by
+// outside load moves both rows and leaves the ratio alone.
+func TestPairedRatio(t *testing.T) {
+	lb := httpCell{ns: 30, ok: true, samples: []float64{10.5, 31.5, 21}}
+	plain := httpCell{ns: 20, ok: true, samples: []float64{10, 30, 20}}
+	assert.InDelta(t, 1.05, pairedRatio(lb, plain), 1e-9)
+	assert.InDelta(t, 1.0, pairedDiff(lb, plain), 1e-9)
+	// Without samples: the ratio of the medians.
+	assert.InDelta(t, 1.5, pairedRatio(httpCell{ns: 30}, httpCell{ns: 20}), 1e-9)
+	assert.InDelta(t, 10, pairedDiff(httpCell{ns: 30}, httpCell{ns: 20}), 1e-9)
+	// Unequal pass counts pair the first passes.
+	assert.InDelta(t, 1.05, pairedRatio(lb, httpCell{samples: []float64{10, 30, 20, 99}}), 1e-9)
+}
