@@ -46,8 +46,10 @@ const idleConnTimeout = 90 * time.Second
 //
 // When it follows a Balancer, the transports of backends that left the
 // Balancer's set are dropped: their idle connections are closed at once,
-// and the connections still in use close when they have been idle for
-// idleConnTimeout, as they would in any http.Transport.
+// and those in use as soon as their response ends (an http.Transport
+// closes the connections that become idle after CloseIdleConnections).
+// A dropped transport stays within reach of CloseIdleConnections for
+// idleConnTimeout, for a request that began on it just before the drop.
 type baseTransport struct {
 	tlsConfig *tls.Config // template for the TLS settings; nil: defaults
 	maxIdle   int
@@ -79,7 +81,7 @@ type pool struct {
 }
 
 // retiredTransport is the transport of a backend that left the set, kept
-// until its connections in use have had time to close themselves, so that
+// until any connection of it has had time to close itself, so that
 // CloseIdleConnections still reaches them.
 type retiredTransport struct {
 	t     *http.Transport

@@ -134,8 +134,23 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 
 	close(release)
 	<-done
+	waitUntil(t, func() bool { return srvs[2].closed.Load() == 1 }, "the connection in use closes when its response ends")
+
+	// A connection a retired transport gains later (a request that took
+	// the transport just before the drop) is closed by
+	// CloseIdleConnections.
+	retired := base.retired[0].t // backend 1's or 2's
+	srvs[2].hold.Store(nil)
+	req, err := http.NewRequest(http.MethodGet, "http://svc.internal/", nil)
+	require.NoError(t, err)
+	resp, err := retired.RoundTrip(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, resp.Body.Close())
+	time.Sleep(20 * time.Millisecond)
+	closedBefore := srvs[1].closed.Load() + srvs[2].closed.Load()
 	tr.CloseIdleConnections()
-	waitUntil(t, func() bool { return srvs[2].closed.Load() == 1 }, "CloseIdleConnections reaches the retired transport")
+	waitUntil(t, func() bool { return srvs[1].closed.Load()+srvs[2].closed.Load() == closedBefore+1 }, "CloseIdleConnections reaches the retired transports")
 
 	// Past the idle timeout the retired transports are forgotten at the
 	// next change of the set.
