@@ -104,14 +104,31 @@ func newBaseTransport(tlsConfig *tls.Config, maxIdlePerBackend int, bal *Balance
 	return b
 }
 
-// forBackend returns the pool that sends requests to the backend at addr,
-// with the TLS server name taken from each request's URL.
-func (b *baseTransport) forBackend(addr string) *pool {
-	if b.bal != nil {
-		if s := b.bal.snap.Load(); s != b.seen.Load() {
-			b.prune(s)
-		}
+// backendConns links a Backend to its pool in one base transport.
+type backendConns struct {
+	owner *baseTransport
+	p     *pool
+}
+
+// forBackend returns the pool that sends requests to be, with the TLS
+// server name taken from each request's URL. The first base to send to a
+// Backend caches its pool in it; other bases look theirs up.
+func (b *baseTransport) forBackend(be *Backend) *pool {
+	b.follow()
+	c := be.conns.Load()
+	if c != nil && c.owner == b {
+		return c.p
 	}
+	p := b.forAddr(be.addr)
+	if c == nil {
+		be.conns.CompareAndSwap(nil, &backendConns{owner: b, p: p})
+	}
+	return p
+}
+
+// forAddr returns the pool that sends requests to addr, with the TLS
+// server name taken from each request's URL.
+func (b *baseTransport) forAddr(addr string) *pool {
 	k := poolKey{addr: addr}
 	if p := (*b.pools.Load())[k]; p != nil {
 		return p
@@ -132,7 +149,8 @@ func (b *baseTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			return b.named(poolKey{name: name, addr: addr}).t.RoundTrip(r)
 		}
 	}
-	return b.forBackend(addr).t.RoundTrip(r)
+	b.follow()
+	return b.forAddr(addr).t.RoundTrip(r)
 }
 
 // named returns the pool for a backend address and a TLS server name.
@@ -208,6 +226,16 @@ func (b *baseTransport) proxied(addr string) bool {
 		}
 	}
 	return false
+}
+
+// follow prunes the pools if the Balancer's set changed since the last
+// time: two atomic loads when it did not.
+func (b *baseTransport) follow() {
+	if b.bal != nil {
+		if s := b.bal.snap.Load(); s != b.seen.Load() {
+			b.prune(s)
+		}
+	}
 }
 
 // prune drops the pools of addresses that are not members of s, the

@@ -232,8 +232,33 @@ func TestBaseTransportProxy(t *testing.T) {
 	}
 	assert.Equal(t, "from the backend, Host example.com, SNI example.com", get("https://example.com/x"))
 	assert.Equal(t, addr, connects.Load(), "the tunnel goes to the backend")
-	assert.False(t, tr.own.forBackend(addr).direct)
+	assert.False(t, tr.own.forAddr(addr).direct)
 
 	assert.Equal(t, "from the proxy", get("http://svc.internal/x?y=1"))
 	assert.Equal(t, "http://svc.internal/x?y=1 Host svc.internal", plain.Load())
+}
+
+// Two Transports over one Balancer each keep their own pools: the first
+// caches its pool in the Backend, the second looks its own up.
+func TestBaseTransportTwoTransports(t *testing.T) {
+	srv := newCountingServer(t)
+	bal, err := NewBalancer(RoundRobin{}, WithEndpoints([]Endpoint{{Addr: srv.addr()}}))
+	require.NoError(t, err)
+	defer bal.Close()
+	var trs [2]*Transport
+	for i := range trs {
+		trs[i], err = NewTransport(bal)
+		require.NoError(t, err)
+		defer trs[i].CloseIdleConnections()
+	}
+	for i := 0; i < 4; i++ {
+		baseGet(t, trs[i%2])
+	}
+	be := bal.Backends()[0]
+	require.NotNil(t, be.conns.Load())
+	assert.Same(t, trs[0].own, be.conns.Load().owner, "the first Transport's pool is cached")
+	for _, tr := range trs {
+		assert.Same(t, (*tr.own.pools.Load())[poolKey{addr: srv.addr()}], tr.own.forBackend(be))
+	}
+	assert.EqualValues(t, 2, srv.opened.Load(), "one connection per Transport, each reused")
 }

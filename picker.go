@@ -128,6 +128,10 @@ type Backend struct {
 	// meta holds the weight and labels: Update may change them while the
 	// address (and so the counters) stay. Pickers read it when built.
 	meta atomic.Pointer[backendMeta]
+	// conns is the connection pool of the first Transport's default base
+	// that sent to the backend, kept here so that finding it costs no map
+	// lookup and no extra cache line.
+	conns atomic.Pointer[backendConns]
 
 	// hot counters, on their own cache lines: written on every pick and done.
 	_        [64]byte

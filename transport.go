@@ -366,7 +366,7 @@ func recordServed(ctx context.Context, be *Backend) {
 // copy whose URL names the backend's address.
 func (t *Transport) outgoing(req *http.Request, pick Pick, body io.ReadCloser) (*attempt, *http.Request, http.RoundTripper) {
 	if t.own != nil && req.URL.Host != "" {
-		if p := t.own.forBackend(pick.Backend.addr); p.direct {
+		if p := t.own.forBackend(pick.Backend); p.direct {
 			return &attempt{ctx: req.Context(), pick: pick}, withBody(req, body), p.t
 		}
 	}
