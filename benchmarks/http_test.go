@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/go-lb/lb"
 )
 
 // runConcurrent makes total calls of do from c goroutines and returns the
@@ -71,6 +74,83 @@ func BenchmarkHTTP(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkHTTPPaired measures each client against the plain client with
+// lb's pool size (plain-idle256) on one fleet, the two taking turns in
+// blocks of requests a few milliseconds long (the plain client first in
+// one pair of blocks, the other first in the next), so that load from
+// elsewhere on a shared machine slows both alike. Reported per request,
+// medians over the pairs: vs-plain-x (the client's time over the plain
+// client's), vs-plain-ns/req (the difference), and both times (ns/req,
+// plain-ns/req). ns/op counts both clients' requests. It resolves
+// differences of a few percent where BenchmarkHTTP, whose rows run a
+// second apart, does not.
+func BenchmarkHTTPPaired(b *testing.B) {
+	for _, row := range HTTPRows() {
+		if row.Baseline {
+			continue
+		}
+		for _, c := range HTTPConcurrency {
+			b.Run(fmt.Sprintf("paired/%s/c=%d", row.ID, c), func(b *testing.B) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
+				f := NewFleet(HTTPBackends)
+				defer f.Close()
+				cl, err := row.New(f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cl.Close()
+				plain := newPlain(f, lb.DefaultMaxIdleConnsPerBackend)
+				defer plain.Close()
+				clients := [2]*Client{plain, cl}
+				run := func(k, n int) float64 {
+					start := time.Now()
+					if err := runConcurrent(c, n, func() error { return clients[k].Do(ctx) }); err != nil {
+						b.Fatal(err)
+					}
+					return float64(time.Since(start)) / float64(n)
+				}
+				run(0, 4*c) // warm-up: the connections the concurrency needs
+				run(1, 4*c)
+				block := 200 // about 8 ms from one caller
+				if c > 1 {
+					block = 1000 // about 20 ms from 32
+				}
+				var plainNs, rowNs, ratio, diff []float64
+				b.ResetTimer()
+				for p, left := 0, b.N; left > 0; p++ {
+					n := min(block, (left+1)/2)
+					left -= 2 * n
+					var ns [2]float64
+					for _, k := range [2][2]int{{0, 1}, {1, 0}}[p%2] {
+						ns[k] = run(k, n)
+					}
+					plainNs, rowNs = append(plainNs, ns[0]), append(rowNs, ns[1])
+					ratio, diff = append(ratio, ns[1]/ns[0]), append(diff, ns[1]-ns[0])
+				}
+				b.StopTimer()
+				b.ReportMetric(sortedMedian(rowNs), "ns/req")
+				b.ReportMetric(sortedMedian(plainNs), "plain-ns/req")
+				b.ReportMetric(sortedMedian(ratio), "vs-plain-x")
+				b.ReportMetric(sortedMedian(diff), "vs-plain-ns/req")
+			})
+		}
+	}
+}
+
+// sortedMedian sorts xs and returns its median; 0 for none.
+func sortedMedian(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 func TestHTTPClients(t *testing.T) {

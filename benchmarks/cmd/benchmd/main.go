@@ -32,7 +32,7 @@ func main() {
 	flag.StringVar(&cfg.Benchtime, "benchtime", "200ms", "-test.benchtime per run of a picker benchmark")
 	flag.StringVar(&cfg.HTTPTime, "httptime", "1s", "-test.benchtime per run of an HTTP benchmark (noisier: loopback TCP)")
 	flag.StringVar(&cfg.Bench, "bench", "^Benchmark[^H]", "-test.bench pattern of the picker benchmarks (\"\": none); the default is all but BenchmarkHTTP")
-	flag.StringVar(&cfg.HTTPBench, "httpbench", "^BenchmarkHTTP$", "-test.bench pattern of the HTTP benchmarks (\"\": none)")
+	flag.StringVar(&cfg.HTTPBench, "httpbench", "^BenchmarkHTTP(Paired)?$", "-test.bench pattern of the HTTP benchmarks (\"\": none)")
 	flag.IntVar(&cfg.Keys, "keys", bm.QualityKeys, "keys of the quality report")
 	flag.StringVar(&cfg.Out, "out", "../BENCHMARKS.md", "the report to write")
 	flag.StringVar(&cfg.Raw, "raw", "results/bench.txt", "where to save the raw go test output (benchstat reads it)")

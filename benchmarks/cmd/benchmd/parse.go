@@ -117,9 +117,15 @@ type HTTPName struct {
 }
 
 // ParseHTTPName parses an HTTP benchmark name.
-func ParseHTTPName(name string) (HTTPName, bool) {
+func ParseHTTPName(name string) (HTTPName, bool) { return parseHTTPName(name, "http") }
+
+// ParseHTTPPairedName parses a paired HTTP benchmark name:
+// BenchmarkHTTPPaired/paired/<row>/c=<c>.
+func ParseHTTPPairedName(name string) (HTTPName, bool) { return parseHTTPName(name, "paired") }
+
+func parseHTTPName(name, kind string) (HTTPName, bool) {
 	p := strings.Split(name, "/")
-	if len(p) != 4 || p[1] != "http" || !strings.HasPrefix(p[3], "c=") {
+	if len(p) != 4 || p[1] != kind || !strings.HasPrefix(p[3], "c=") {
 		return HTTPName{}, false
 	}
 	c, err := strconv.Atoi(strings.TrimPrefix(p[3], "c="))

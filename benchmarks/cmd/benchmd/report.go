@@ -445,14 +445,60 @@ func httpCells(run *Run) map[HTTPName]httpCell {
 	return m
 }
 
+// vsPlain is a client's comparison with plain-idle256 from
+// BenchmarkHTTPPaired, where the two take turns in blocks of a few
+// milliseconds: medians over the passes of the time ratio and difference.
+type vsPlain struct {
+	x, ns float64
+	ok    bool
+}
+
+func pairedCells(run *Run) map[HTTPName]vsPlain {
+	m := map[HTTPName]vsPlain{}
+	for name, r := range run.Results {
+		hn, ok := ParseHTTPPairedName(name)
+		if !ok {
+			continue
+		}
+		var v vsPlain
+		var okNs bool
+		v.x, v.ok = r.Median("vs-plain-x")
+		v.ns, okNs = r.Median("vs-plain-ns/req")
+		v.ok = v.ok && okNs
+		m[hn] = v
+	}
+	return m
+}
+
+// lbOver returns lb's time over client id's at concurrency c: the ratio of
+// their paired ratios with plain-idle256 when both were measured, else the
+// median of the per-pass ratios of BenchmarkHTTP.
+func lbOver(cells map[HTTPName]httpCell, paired map[HTTPName]vsPlain, id string, c int) (float64, bool) {
+	l, x := paired[HTTPName{"lb", c}], paired[HTTPName{id, c}]
+	switch {
+	case id == "plain-idle256" && l.ok:
+		return l.x, true
+	case l.ok && x.ok:
+		return l.x / x.x, true
+	}
+	lc, xc := cells[HTTPName{"lb", c}], cells[HTTPName{id, c}]
+	if !lc.ok || !xc.ok {
+		return 0, false
+	}
+	return pairedRatio(lc, xc), true
+}
+
 func (w writer) httpSummary(run *Run) {
 	cells := httpCells(run)
 	if len(cells) == 0 {
 		return
 	}
+	paired := pairedCells(run)
 	w.p("HTTP, %d loopback backends: µs per request (wall time over all callers); the plain client with lb's pool", bm.HTTPBackends)
-	w.p("(plain-idle256) is the transport's floor, the difference is lb.Transport's cost. Times are medians over the passes;")
-	w.p("differences and ratios are medians of the per-pass differences and ratios (the rows of a pass run back to back).")
+	w.p("(plain-idle256) is the transport's floor, the difference is lb.Transport's cost. Times are medians over the passes.")
+	w.p("Differences and ratios come from BenchmarkHTTPPaired, where each client and plain-idle256 take turns on one fleet in")
+	w.p("blocks of a few milliseconds, so that load from elsewhere on the machine slows both alike (lb ÷ httplb is the ratio of")
+	w.p("their two ratios to plain-idle256); without it, from the per-pass pairs of BenchmarkHTTP.")
 	w.p("")
 	w.p("| callers | lb | plain-idle256 | lb − plain | lb ÷ plain | best httplb row | lb ÷ httplb |")
 	w.p("|--:|--:|--:|--:|--:|---|--:|")
@@ -473,10 +519,14 @@ func (w writer) httpSummary(run *Run) {
 			}
 		}
 		vsBest := "–"
-		if bestID != "" {
-			vsBest = fmtRatio(pairedRatio(l, best))
+		if r, ok := lbOver(cells, paired, bestID, c); ok && bestID != "" {
+			vsBest = fmtRatio(r)
 		}
-		w.p("| %d | %s | %s | %+.1f µs | %s | %s %s | %s |", c, fmtUs(l.ns), fmtUs(p.ns), pairedDiff(l, p)/1000, fmtRatio(pairedRatio(l, p)), bestID, fmtUs(best.ns), vsBest)
+		diff, ratio := pairedDiff(l, p), pairedRatio(l, p)
+		if v := paired[HTTPName{"lb", c}]; v.ok {
+			diff, ratio = v.ns, v.x
+		}
+		w.p("| %d | %s | %s | %+.2f µs | %s | %s %s | %s |", c, fmtUs(l.ns), fmtUs(p.ns), diff/1000, fmtRatio3(ratio), bestID, fmtUs(best.ns), vsBest)
 	}
 	w.p("")
 }
@@ -486,18 +536,20 @@ func (w writer) http(run *Run) {
 	if len(cells) == 0 {
 		return
 	}
+	paired := pairedCells(run)
 	w.p("## HTTP: one GET through each client")
 	w.p("")
 	w.p("%d loopback `httptest` HTTP/1.1 backends answering \"ok\"; every request's body is read and closed. µs/req is wall time per", bm.HTTPBackends)
 	w.p("request over all callers (throughput = callers / latency); allocs/op counts the whole process, the in-process")
 	w.p("servers included, so compare differences; new conns is TCP connections the backends accepted per 1,000 requests after")
-	w.p("a warm-up (connection churn).")
+	w.p("a warm-up (connection churn); ÷ plain is the client's time over plain-idle256's, taking turns with it in blocks of a few")
+	w.p("milliseconds (BenchmarkHTTPPaired).")
 	w.p("")
 	hdr := "| client |"
 	sep := "|---|"
 	for _, c := range bm.HTTPConcurrency {
-		hdr += fmt.Sprintf(" c=%d µs/req | c=%d req/s | c=%d allocs/op | c=%d new conns/1k |", c, c, c, c)
-		sep += "--:|--:|--:|--:|"
+		hdr += fmt.Sprintf(" c=%d µs/req | c=%d req/s | c=%d allocs/op | c=%d new conns/1k | c=%d ÷ plain |", c, c, c, c, c)
+		sep += "--:|--:|--:|--:|--:|"
 	}
 	w.p("%s", hdr)
 	w.p("%s", sep)
@@ -510,10 +562,14 @@ func (w writer) http(run *Run) {
 		for _, c := range bm.HTTPConcurrency {
 			x := cells[HTTPName{row.ID, c}]
 			if !x.ok {
-				line += " – | – | – | – |"
+				line += " – | – | – | – | – |"
 				continue
 			}
-			line += fmt.Sprintf(" %s | %s | %g | %.1f |", fmtUs(x.ns), thousands(int(math.Round(1e9/x.ns))), x.allocs, x.conns)
+			vs := "–"
+			if v := paired[HTTPName{row.ID, c}]; v.ok {
+				vs = fmtRatio3(v.x)
+			}
+			line += fmt.Sprintf(" %s | %s | %g | %.1f | %s |", fmtUs(x.ns), thousands(int(math.Round(1e9/x.ns))), x.allocs, x.conns, vs)
 		}
 		w.p("%s", line)
 	}
@@ -678,7 +734,7 @@ func (w writer) losses(sp Speeds, run *Run, q Quality) {
 			}
 		}
 	}
-	cells := httpCells(run)
+	cells, paired := httpCells(run), pairedCells(run)
 	for _, c := range bm.HTTPConcurrency {
 		l := cells[HTTPName{"lb", c}]
 		for _, row := range bm.HTTPRows() {
@@ -686,8 +742,8 @@ func (w writer) losses(sp Speeds, run *Run, q Quality) {
 				continue
 			}
 			x := cells[HTTPName{row.ID, c}]
-			if l.ok && x.ok && pairedRatio(l, x) > 1.05 {
-				items = append(items, fmt.Sprintf("HTTP, concurrency %d: **lb** %s µs/req against %s µs for %s (%s×, median of the per-pass ratios)", c, fmtUs(l.ns), fmtUs(x.ns), row.ID, fmtRatio(pairedRatio(l, x))))
+			if r, ok := lbOver(cells, paired, row.ID, c); ok && r > 1.03 {
+				items = append(items, fmt.Sprintf("HTTP, concurrency %d: **lb** %s µs/req against %s µs for %s (%s×, paired)", c, fmtUs(l.ns), fmtUs(x.ns), row.ID, fmtRatio3(r)))
 			}
 		}
 	}
@@ -751,6 +807,9 @@ func fmtNs(v float64) string {
 func fmtUs(ns float64) string { return fmt.Sprintf("%.1f", ns/1000) }
 
 func fmtRatio(r float64) string { return fmt.Sprintf("%.2f", r) }
+
+// fmtRatio3 formats a ratio close to 1 with three decimals.
+func fmtRatio3(r float64) string { return fmt.Sprintf("%.3f", r) }
 
 func pct(f float64) string {
 	switch {

@@ -27,7 +27,8 @@ BenchmarkHTTP/http/plain-idle256/c=32-2   	   10000	     30000 ns/op	         0.
 	for _, want := range []string{
 		"# Benchmarks", "## Summary", "## Speed", "## HTTP", "## Quality", "## Where lb is not first", "## Notes",
 		"| hash | **lb-ring** | – | – | **2.05** go-maglev |", // 20.48 / 10
-		"| 32 | 32.9 | 30.0 | +2.9 µs | 1.10 |",
+		"| 32 | 32.9 | 30.0 | +2.86 µs | 1.095 |", // no paired run: the per-pass ratio
+		"HTTP, concurrency 32: **lb** 32.9 µs/req against 30.0 µs for plain-idle256 (1.095×, paired)",
 		"commit abc123",
 		"speed, hash **lb-ring**: N=100 serial 2.05× go-maglev",
 		"balance, N=10 **lb-ring**: max/mean 1.080 against 1.020 for go-jump",
@@ -41,6 +42,21 @@ BenchmarkHTTP/http/plain-idle256/c=32-2   	   10000	     30000 ns/op	         0.
 		assert.Contains(t, s, "**"+im.ID+"**", "row %s is described", im.ID)
 	}
 	assert.NotContains(t, s, "%!", "a format error")
+
+	// With BenchmarkHTTPPaired, the summary's difference and ratios are
+	// the paired ones, and lb ÷ httplb is the ratio of the two ratios.
+	raw += `BenchmarkHTTP/http/httplb-idle256/c=32-2   	   10000	     31000 ns/op	         0.5 conns/1k-req	    5000 B/op	      63 allocs/op
+BenchmarkHTTPPaired/paired/lb/c=32-2 	 10000	 30000 ns/op	 30300 ns/req	 30000 plain-ns/req	 300 vs-plain-ns/req	 1.010 vs-plain-x
+BenchmarkHTTPPaired/paired/httplb-idle256/c=32-2 	 10000	 30000 ns/op	 30600 ns/req	 30000 plain-ns/req	 600 vs-plain-ns/req	 1.020 vs-plain-x
+`
+	run, err = Parse(strings.NewReader(raw))
+	require.NoError(t, err)
+	out.Reset()
+	Write(&out, Config{Count: 3, Raw: "results/bench.txt", Keys: 2000}, Env{GoVersion: "go1.26.8", CPU: "AMD EPYC", Procs: "2", LbCommit: "abc123"}, run, q)
+	s = out.String()
+	assert.Contains(t, s, "| 32 | 32.9 | 30.0 | +0.30 µs | 1.010 | httplb-idle256 31.0 | 0.99 |")
+	assert.Contains(t, s, "| **lb** | – | – | – | – | – | 32.9 | 30,431 | 61 | 0.6 | 1.010 |")
+	assert.NotContains(t, s, "HTTP, concurrency 32: **lb**", "within 3% of plain by the paired figure")
 }
 
 // fakeQuality is a quality report with made-up figures (measuring one
