@@ -697,7 +697,7 @@ func (w writer) losses(sp Speeds, run *Run, q Quality) {
 	w.p("## Where lb is not first")
 	w.p("")
 	w.p("Listed from the figures above by the generator (speed cells where lb is more than 5%% slower than the fastest peer,")
-	w.p("quality where a peer does better); the reasons follow in the notes.")
+	w.p("HTTP clients lb is more than 3%% slower than, quality where a peer does better); the reasons follow in the notes.")
 	w.p("")
 	var items []string
 	for _, wl := range bm.Workloads {

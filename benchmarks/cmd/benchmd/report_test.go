@@ -27,7 +27,7 @@ BenchmarkHTTP/http/plain-idle256/c=32-2   	   10000	     30000 ns/op	         0.
 	for _, want := range []string{
 		"# Benchmarks", "## Summary", "## Speed", "## HTTP", "## Quality", "## Where lb is not first", "## Notes",
 		"| hash | **lb-ring** | – | – | **2.05** go-maglev |", // 20.48 / 10
-		"| 32 | 32.9 | 30.0 | +2.86 µs | 1.095 |", // no paired run: the per-pass ratio
+		"| 32 | 32.9 | 30.0 | +2.86 µs | 1.095 |",             // no paired run: the per-pass ratio
 		"HTTP, concurrency 32: **lb** 32.9 µs/req against 30.0 µs for plain-idle256 (1.095×, paired)",
 		"commit abc123",
 		"speed, hash **lb-ring**: N=100 serial 2.05× go-maglev",
