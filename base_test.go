@@ -47,14 +47,23 @@ func newCountingServer(t *testing.T) *countingServer {
 
 func (s *countingServer) addr() string { return s.Listener.Addr().String() }
 
+// send GETs rawURL through rt and returns the request and the response's
+// body, read to the end and closed.
+func send(t *testing.T, rt http.RoundTripper, rawURL string) (*http.Request, *http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
+	require.NoError(t, err)
+	resp, err := rt.RoundTrip(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	return req, resp, string(body)
+}
+
 func baseGet(t *testing.T, tr *Transport) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://svc.internal/", nil)
-	require.NoError(t, err)
-	resp, err := tr.RoundTrip(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	require.NoError(t, resp.Body.Close())
+	send(t, tr, "http://svc.internal/")
 }
 
 func waitUntil(t *testing.T, cond func() bool, msg string) {
@@ -141,12 +150,7 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	// CloseIdleConnections.
 	retired := base.retired[0].t // backend 1's or 2's
 	srvs[2].hold.Store(nil)
-	req, err := http.NewRequest(http.MethodGet, "http://svc.internal/", nil)
-	require.NoError(t, err)
-	resp, err := retired.RoundTrip(req)
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	require.NoError(t, resp.Body.Close())
+	send(t, retired, "http://svc.internal/")
 	time.Sleep(20 * time.Millisecond)
 	closedBefore := srvs[1].closed.Load() + srvs[2].closed.Load()
 	tr.CloseIdleConnections()
@@ -220,15 +224,9 @@ func TestBaseTransportProxy(t *testing.T) {
 		return nil, nil
 	}
 	get := func(rawURL string) string {
-		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
-		require.NoError(t, err)
-		resp, err := tr.RoundTrip(req)
-		require.NoError(t, err)
-		body, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		require.NoError(t, resp.Body.Close())
+		req, resp, body := send(t, tr, rawURL)
 		assert.Same(t, req, resp.Request)
-		return string(body)
+		return body
 	}
 	assert.Equal(t, "from the backend, Host example.com, SNI example.com", get("https://example.com/x"))
 	assert.Equal(t, addr, connects.Load(), "the tunnel goes to the backend")

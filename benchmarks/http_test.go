@@ -40,6 +40,22 @@ func runConcurrent(c, total int, do func() error) error {
 	return first
 }
 
+// startRow starts a fleet and row's client on it, closed at the end of
+// the benchmark, and returns them with the context for the requests.
+func startRow(b *testing.B, row HTTPRow) (context.Context, *Fleet, *Client) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Cleanup(cancel)
+	f := NewFleet(HTTPBackends)
+	b.Cleanup(f.Close)
+	cl, err := row.New(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	return ctx, f, cl
+}
+
 // BenchmarkHTTP sends GET requests to HTTPBackends loopback backends
 // through each client, from 1 and 32 concurrent callers. ns/op is wall
 // time per request; allocs/op counts the whole process, the in-process
@@ -49,15 +65,7 @@ func BenchmarkHTTP(b *testing.B) {
 	for _, row := range HTTPRows() {
 		for _, c := range HTTPConcurrency {
 			b.Run(fmt.Sprintf("http/%s/c=%d", row.ID, c), func(b *testing.B) {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				defer cancel()
-				f := NewFleet(HTTPBackends)
-				defer f.Close()
-				cl, err := row.New(f)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer cl.Close()
+				ctx, f, cl := startRow(b, row)
 				do := func() error { return cl.Do(ctx) }
 				if err := runConcurrent(c, 4*c, do); err != nil { // warm-up
 					b.Fatal(err)
@@ -65,7 +73,7 @@ func BenchmarkHTTP(b *testing.B) {
 				conns := f.Conns()
 				b.ReportAllocs()
 				b.ResetTimer()
-				err = runConcurrent(c, b.N, do)
+				err := runConcurrent(c, b.N, do)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
@@ -93,15 +101,7 @@ func BenchmarkHTTPPaired(b *testing.B) {
 		}
 		for _, c := range HTTPConcurrency {
 			b.Run(fmt.Sprintf("paired/%s/c=%d", row.ID, c), func(b *testing.B) {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				defer cancel()
-				f := NewFleet(HTTPBackends)
-				defer f.Close()
-				cl, err := row.New(f)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer cl.Close()
+				ctx, f, cl := startRow(b, row)
 				plain := newPlain(f, lb.DefaultMaxIdleConnsPerBackend)
 				defer plain.Close()
 				clients := [2]*Client{plain, cl}
