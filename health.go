@@ -51,8 +51,9 @@ type HealthCheck struct {
 	// The body is read (up to 4 KiB) and closed after Healthy returns.
 	Healthy func(*http.Response) bool
 	// Transport sends the checks; default an http.Transport like the
-	// Transport's default base. Pass Transport.Base() to share its
-	// connections and TLS settings.
+	// Transport's default base. Pass Transport.Base() to share its TLS
+	// settings and per-backend transports (the checks, whose URLs name the
+	// backends' addresses, keep connections of their own there).
 	Transport http.RoundTripper
 }
 

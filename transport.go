@@ -126,7 +126,10 @@ func (t *Transport) clock() time.Duration { return time.Since(t.epoch) }
 
 // Base returns the RoundTripper the Transport sends attempts through: the
 // one given to WithBase, or the default. Give it to active health checks
-// (HealthCheck.Transport) to share its connections and TLS settings.
+// (HealthCheck.Transport) to share its TLS settings and its per-backend
+// transports. As an http.RoundTripper the default base takes requests
+// whose URL names a backend's address; for HTTPS, their Host header (or
+// else that address) is the TLS server name.
 func (t *Transport) Base() http.RoundTripper { return t.base }
 
 // CloseIdleConnections closes the base transport's idle connections, if it
