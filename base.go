@@ -119,42 +119,33 @@ func (b *baseTransport) forBackend(be *Backend) *pool {
 	if c != nil && c.owner == b {
 		return c.p
 	}
-	p := b.forAddr(be.addr)
+	p := b.poolFor(poolKey{addr: be.addr})
 	if c == nil {
 		be.conns.CompareAndSwap(nil, &backendConns{owner: b, p: p})
 	}
 	return p
 }
 
-// forAddr returns the pool that sends requests to addr, with the TLS
-// server name taken from each request's URL.
-func (b *baseTransport) forAddr(addr string) *pool {
-	k := poolKey{addr: addr}
-	if p := (*b.pools.Load())[k]; p != nil {
-		return p
-	}
-	return b.add(k)
-}
-
 // RoundTrip implements http.RoundTripper for requests whose URL names a
 // backend's address.
 func (b *baseTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	addr := r.URL.Host
+	b.follow()
+	k := poolKey{addr: r.URL.Host}
 	if r.URL.Scheme == "https" {
 		name := r.Host
 		if name == "" {
-			name = addr
+			name = k.addr
 		}
-		if name = hostOnly(name); name != hostOnly(addr) {
-			return b.named(poolKey{name: name, addr: addr}).t.RoundTrip(r)
+		if name = hostOnly(name); name != hostOnly(k.addr) {
+			k.name = name
 		}
 	}
-	b.follow()
-	return b.forAddr(addr).t.RoundTrip(r)
+	return b.poolFor(k).t.RoundTrip(r)
 }
 
-// named returns the pool for a backend address and a TLS server name.
-func (b *baseTransport) named(k poolKey) *pool {
+// poolFor returns the pool of k: a backend address, and a TLS server name
+// ("": from each request's URL).
+func (b *baseTransport) poolFor(k poolKey) *pool {
 	if p := (*b.pools.Load())[k]; p != nil {
 		return p
 	}

@@ -230,7 +230,7 @@ func TestBaseTransportProxy(t *testing.T) {
 	}
 	assert.Equal(t, "from the backend, Host example.com, SNI example.com", get("https://example.com/x"))
 	assert.Equal(t, addr, connects.Load(), "the tunnel goes to the backend")
-	assert.False(t, tr.own.forAddr(addr).direct)
+	assert.False(t, tr.own.poolFor(poolKey{addr: addr}).direct)
 
 	assert.Equal(t, "from the proxy", get("http://svc.internal/x?y=1"))
 	assert.Equal(t, "http://svc.internal/x?y=1 Host svc.internal", plain.Load())

@@ -281,8 +281,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		if err == nil {
 			pick.Done(errFailureStatus, a.lat)
 			fallback = resp
-			resp.Request = req
-			recordServed(ctx, pick.Backend)
+			claim(req, resp, pick.Backend)
 		} else {
 			pick.Done(err, a.lat)
 		}
@@ -329,9 +328,17 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 // its Request is the caller's, its body finishes the pick, and ServedBy
 // learns the backend.
 func (t *Transport) answer(req *http.Request, a *attempt, resp *http.Response, fail error) *http.Response {
-	resp.Request = req
-	recordServed(a.ctx, a.pick.Backend)
+	claim(req, resp, a.pick.Backend)
 	return a.wrap(resp, fail)
+}
+
+// claim makes resp, which backend be gave, a response to req: its Request
+// is the caller's, and the ServedBy of req's context learns be.
+func claim(req *http.Request, resp *http.Response, be *Backend) {
+	resp.Request = req
+	if p, ok := req.Context().Value(servedKey{}).(*atomic.Pointer[Backend]); ok {
+		p.Store(be)
+	}
 }
 
 // servedKey is the context key of ServedBy.
@@ -352,13 +359,6 @@ func ServedBy(ctx context.Context) (context.Context, func() string) {
 			return be.addr
 		}
 		return ""
-	}
-}
-
-// recordServed tells the ServedBy of ctx, if any, that be answered.
-func recordServed(ctx context.Context, be *Backend) {
-	if p, ok := ctx.Value(servedKey{}).(*atomic.Pointer[Backend]); ok {
-		p.Store(be)
 	}
 }
 
