@@ -314,14 +314,14 @@ func TestResolverSurvivesEtcdRestart(t *testing.T) {
 	require.NoError(t, f.Stop())
 }
 
-// One client loses its connection while etcd carries on: changes are made
-// and the history is compacted past the resolver's revision. When the
-// connection comes back, the resolver's watch finds its revision compacted,
-// lists again, and reports the current set.
-func TestResolverCompactionWhileDisconnected(t *testing.T) {
-	t.Parallel()
+// startProxiedWatch starts an etcd with a1 = 10.0.0.1:80 under a fresh
+// prefix, and a resolver that watches it through a proxy the test can cut;
+// it returns once the resolver reported a1, with an admin client that
+// bypasses the proxy.
+func startProxiedWatch(t *testing.T, prefixBase string) (*clientv3.Client, string, *proxy, *recorder, *logRecorder) {
+	t.Helper()
 	srv := startEtcd(t)
-	prefix := uniq("/compact/api/")
+	prefix := uniq(prefixBase)
 	admin := srv.client(t)
 	put(t, admin, prefix+"a", "10.0.0.1:80")
 	px := startProxy(t, srv.clientURL.Host)
@@ -331,6 +331,16 @@ func TestResolverCompactionWhileDisconnected(t *testing.T) {
 		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
 	})
 	rec.waitAddrs(t, "10.0.0.1:80")
+	return admin, prefix, px, rec, logs
+}
+
+// One client loses its connection while etcd carries on: changes are made
+// and the history is compacted past the resolver's revision. When the
+// connection comes back, the resolver's watch finds its revision compacted,
+// lists again, and reports the current set.
+func TestResolverCompactionWhileDisconnected(t *testing.T) {
+	t.Parallel()
+	admin, prefix, px, rec, logs := startProxiedWatch(t, "/compact/api/")
 
 	px.cut()
 	put(t, admin, prefix+"b", "10.0.0.2:80")
@@ -356,17 +366,7 @@ func TestResolverCompactionWhileDisconnected(t *testing.T) {
 // it was, with no list in between and nothing lost.
 func TestResolverResumesAfterLostConnection(t *testing.T) {
 	t.Parallel()
-	srv := startEtcd(t)
-	prefix := uniq("/resume/api/")
-	admin := srv.client(t)
-	put(t, admin, prefix+"a", "10.0.0.1:80")
-	px := startProxy(t, srv.clientURL.Host)
-	logs := &logRecorder{}
-	rec := watch(t, etcd.Resolver{
-		Client: newClient(t, px.addr), Prefix: prefix, Logger: slog.New(logs),
-		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
-	})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	admin, prefix, px, rec, logs := startProxiedWatch(t, "/resume/api/")
 	px.cut()
 	put(t, admin, prefix+"b", "10.0.0.2:80")
 	del(t, admin, prefix+"a")
