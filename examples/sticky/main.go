@@ -1,8 +1,9 @@
 // Command sticky shows sticky sessions with a hash strategy: each user's
 // requests carry a session key (a cookie or a header), the Transport hashes
 // it onto the ring, and every request of a session reaches the backend that
-// holds its state. When a backend leaves, only its sessions move; when it
-// comes back, they return.
+// holds its state. When a backend leaves, its sessions move (on the ring,
+// only its sessions; Maglev may move a few others too, its price for better
+// balance); when it comes back, every session is back where it started.
 //
 //	go run ./examples/sticky
 //	go run ./examples/sticky -by header -strategy maglev
@@ -45,7 +46,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sticky:", err)
 		os.Exit(2)
 	}
-	if !res.sticky || res.strayMoves > 0 {
+	if !res.sticky || !res.restored || (cfg.strategy == "ring" && res.strayMoves > 0) {
 		os.Exit(1)
 	}
 }
@@ -55,6 +56,7 @@ type result struct {
 	moved      int  // users that moved when a backend left
 	strayMoves int  // users that moved although their backend stayed
 	returned   int  // of the moved users, those back on their first backend once it returned
+	restored   bool // once it returned, every user was back on its first backend
 }
 
 // sessionServer is a backend that keeps per-session state in memory: the
@@ -189,8 +191,8 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "%s removed: %d users moved (all of them from %s: %v), %d stayed\n",
-		gone, res.moved+res.strayMoves, gone, res.strayMoves == 0, cfg.users-res.moved-res.strayMoves)
+	fmt.Fprintf(w, "%s removed: %d users moved, %d of them from %s, %d from backends that stayed; %d stayed\n",
+		gone, res.moved+res.strayMoves, res.moved, gone, res.strayMoves, cfg.users-res.moved-res.strayMoves)
 
 	// It comes back.
 	if err := bal.Update(eps); err != nil {
@@ -201,12 +203,17 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 		return nil, err
 	}
 	res.sticky = res.sticky && ok
+	res.restored = len(after) == len(before)
 	for session, name := range before {
 		if name == gone && after[session] == gone {
 			res.returned++
 		}
+		if after[session] != name {
+			res.restored = false
+		}
 	}
-	fmt.Fprintf(w, "%s back: %d of its %d users returned to it (%s)\n", gone, res.returned, res.moved, usersPer(after))
+	fmt.Fprintf(w, "%s back: %d of its %d users returned to it; every user on its first backend: %v (%s)\n",
+		gone, res.returned, res.moved, res.restored, usersPer(after))
 	return res, nil
 }
 
