@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Run with: go test -run '^$' -bench . -benchmem -count 5 .
@@ -264,5 +265,34 @@ func BenchmarkBuild(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPickDoneOneBackend measures Pick+Done from all Ps on one
+// backend, the worst case for the Backend's counters: every call moves
+// their cache line between cores (see the Backend's layout).
+func BenchmarkPickDoneOneBackend(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		builder Builder
+	}{{"RoundRobin", RoundRobin{}}, {"P2C", P2C{}}} {
+		bal, err := NewBalancer(bc.builder, WithEndpoints(Addrs("10.0.0.1:80")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					pk, err := bal.Pick("")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					pk.Done(nil, time.Millisecond)
+				}
+			})
+		})
+		bal.Close()
 	}
 }

@@ -55,11 +55,12 @@ const budgetSlots = 10
 // reset may be lost, which only errs by one request or retry.
 type budget struct {
 	ratio float64
-	floor float64 // retries allowed per window by MinPerSecond
-	width int64   // slot length in nanoseconds
-	slots [budgetSlots]budgetSlot
+	floor float64              // retries allowed per window by MinPerSecond
+	width int64                // slot length in nanoseconds
 	start time.Time            // epochs count from here, on the monotonic clock
 	now   func() time.Duration // time since start
+	_     [64]byte             // the fields above are read on every request, the slots written
+	slots [budgetSlots]budgetSlot
 }
 
 type budgetSlot struct {

@@ -124,6 +124,7 @@ func (e Endpoint) Validate() error {
 // Balancer's endpoint set, across picker rebuilds. All methods are safe for
 // concurrent use.
 type Backend struct {
+	// The first 128 bytes are read on every pick and written rarely.
 	addr string
 	// meta holds the weight and labels: Update may change them while the
 	// address (and so the counters) stay. Pickers read it when built.
@@ -132,18 +133,6 @@ type Backend struct {
 	// that sent to the backend, kept here so that finding it costs no map
 	// lookup and no extra cache line.
 	conns atomic.Pointer[backendConns]
-
-	// hot counters, on their own cache lines: written on every pick and done.
-	_        [64]byte
-	inflight atomic.Int64
-	group    *loadGroup
-	_        [48]byte
-	ewma     atomic.Uint64 // float64 bits of the latency EWMA in nanoseconds
-	streak   atomic.Int64  // consecutive failures
-	failures atomic.Uint64
-	success  atomic.Uint64
-	_        [32]byte
-
 	// ejection state, written only under the Balancer's lock, read anywhere.
 	ejected      atomic.Bool
 	ejections    atomic.Uint32
@@ -151,6 +140,21 @@ type Backend struct {
 	readmittedAt atomic.Int64 // unix nanoseconds
 	down         atomic.Bool  // marked unhealthy by an active health check
 	level        uint         // ejection length doubling; guarded by the Balancer's lock
+	_            [56]byte
+
+	// The second 128 bytes hold the hot counters alone: a pick writes
+	// inflight, and its Done writes inflight and the rest, so each moves
+	// one cache line between cores, and no other field, nor another
+	// Backend's counters, shares that line or its prefetch pair. A Backend
+	// is 256 bytes, one of Go's size classes, so the allocator places it
+	// on a 128-byte boundary (layoutTest checks the offsets).
+	inflight atomic.Int64
+	ewma     atomic.Uint64 // float64 bits of the latency EWMA in nanoseconds
+	streak   atomic.Int64  // consecutive failures
+	failures atomic.Uint64
+	success  atomic.Uint64
+	group    *loadGroup
+	_        [80]byte
 }
 
 // NewBackends validates eps and returns a fresh Backend for each, in order.
