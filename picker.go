@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Sentinel errors. Match them with errors.Is: the errors lb returns wrap
@@ -124,7 +125,15 @@ func (e Endpoint) Validate() error {
 // Balancer's endpoint set, across picker rebuilds. All methods are safe for
 // concurrent use.
 type Backend struct {
-	// The first 128 bytes are read on every pick and written rarely.
+	backendCold
+	_ [128 - unsafe.Sizeof(backendCold{})]byte
+	backendHot
+	_ [128 - unsafe.Sizeof(backendHot{})]byte
+}
+
+// backendCold is the first 128 bytes of a Backend: fields read on every
+// pick and written rarely.
+type backendCold struct {
 	addr string
 	// meta holds the weight and labels: Update may change them while the
 	// address (and so the counters) stay. Pickers read it when built.
@@ -140,21 +149,21 @@ type Backend struct {
 	readmittedAt atomic.Int64 // unix nanoseconds
 	down         atomic.Bool  // marked unhealthy by an active health check
 	level        uint         // ejection length doubling; guarded by the Balancer's lock
-	_            [56]byte
+}
 
-	// The second 128 bytes hold the hot counters alone: a pick writes
-	// inflight, and its Done writes inflight and the rest, so each moves
-	// one cache line between cores, and no other field, nor another
-	// Backend's counters, shares that line or its prefetch pair. A Backend
-	// is 256 bytes, one of Go's size classes, so the allocator places it
-	// on a 128-byte boundary (layoutTest checks the offsets).
+// backendHot is the second 128 bytes of a Backend: the counters, alone.
+// A pick writes inflight, and its Done writes inflight and the rest, so
+// each moves one cache line between cores, and no other field, nor
+// another Backend's counters, shares that line or its prefetch pair. A
+// Backend is 256 bytes, one of Go's size classes, so the allocator places
+// it on a 128-byte boundary (TestBackendLayout checks the sizes).
+type backendHot struct {
 	inflight atomic.Int64
 	ewma     atomic.Uint64 // float64 bits of the latency EWMA in nanoseconds
 	streak   atomic.Int64  // consecutive failures
 	failures atomic.Uint64
 	success  atomic.Uint64
 	group    *loadGroup
-	_        [80]byte
 }
 
 // NewBackends validates eps and returns a fresh Backend for each, in order.
@@ -246,7 +255,7 @@ func (b *Backend) begin() {
 }
 
 func newBackend(e Endpoint, g *loadGroup) *Backend {
-	b := &Backend{addr: e.Addr, group: g}
+	b := &Backend{backendCold: backendCold{addr: e.Addr}, backendHot: backendHot{group: g}}
 	b.meta.Store(newMeta(e))
 	return b
 }
