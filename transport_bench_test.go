@@ -166,20 +166,26 @@ func (m *memoryBase) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // BenchmarkTransportVsPlain measures the Transport's overhead against a
-// plain http.Client in a way a shared, noisy machine allows. The two
+// plain http.Client in a way a shared, noisy machine allows. Three
 // clients take turns on the same loopback backend, in blocks of requests
-// a few milliseconds long (plain first in one pair of blocks, the
-// Transport first in the next), so that whatever else the machine runs
-// slows both alike; each pair gives a difference and a ratio, and the
-// medians over the pairs are reported per request:
+// a few milliseconds long: two identical plain clients (A and B) and the
+// Transport, in an order that cycles through all six so that whatever
+// else the machine runs slows each alike. Each round of three blocks gives
+// the Transport's difference from the plain clients' mean, and the
+// difference between the two plain clients: a control that measures
+// nothing but the method's noise. Reported, as medians over the rounds,
+// per request:
 //
 //	plain-ns/req, lb-ns/req        wall time (at c=32: 1/throughput)
 //	overhead-ns/req, overhead-%    the Transport against plain, wall time
 //	overhead-cpu-ns/req, -cpu-%    the same in CPU time (client and
 //	                               server, both in this process)
+//	control-ns/req, control-%      plain B against plain A: how far two
+//	                               identical clients differ here; an
+//	                               overhead within it is not resolved
 //
-// ns/op counts both clients' requests and says little on its own; run
-// with -benchtime 5s or more for enough pairs.
+// ns/op counts all clients' requests and says little on its own; run
+// with -benchtime 5s or more for enough rounds.
 func BenchmarkTransportVsPlain(b *testing.B) {
 	addr, _ := startBenchBackend(b)
 	bal, err := lb.NewBalancer(lb.RoundRobin{}, lb.WithEndpoints(lb.Addrs(addr)))
@@ -191,13 +197,17 @@ func BenchmarkTransportVsPlain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	clients := [2]*http.Client{
+	const plainA, viaLB, plainB = 0, 1, 2
+	clients := [3]*http.Client{
 		{Transport: newBenchPlain(lb.DefaultMaxIdleConnsPerBackend)},
 		{Transport: tr},
+		{Transport: newBenchPlain(lb.DefaultMaxIdleConnsPerBackend)},
 	}
-	urls := [2]string{"http://" + addr + "/", "http://svc.internal/"}
-	defer clients[0].CloseIdleConnections()
-	defer clients[1].CloseIdleConnections()
+	urls := [3]string{"http://" + addr + "/", "http://svc.internal/", "http://" + addr + "/"}
+	for _, c := range clients {
+		defer c.CloseIdleConnections()
+	}
+	orders := [6][3]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}, {1, 0, 2}, {0, 2, 1}}
 
 	for _, conc := range []int{1, 32} {
 		b.Run("c="+strconv.Itoa(conc), func(b *testing.B) {
@@ -235,20 +245,42 @@ func BenchmarkTransportVsPlain(b *testing.B) {
 			if conc > 1 {
 				block = 1000 // about 20 ms at c=32
 			}
-			run(0, 4*conc) // warm up: the connections the concurrency needs
-			run(1, 4*conc)
-			var plainNs, lbNs, diff, ratio, diffCPU, ratioCPU []float64
+			for k := range clients {
+				run(k, 4*conc) // warm up: the connections the concurrency needs
+			}
+			var plainNs, lbNs, diff, ratio, diffCPU, ratioCPU, control, controlRatio []float64
 			b.ResetTimer()
-			for p, left := 0, b.N; left > 0; p++ {
-				n := min(block, (left+1)/2)
-				left -= 2 * n
-				var wall, cpu [2]float64
-				for _, k := range [2][2]int{{0, 1}, {1, 0}}[p%2] {
+			for r, left := 0, b.N; left > 0; r++ {
+				n := min(block, (left+2)/3)
+				left -= 3 * n
+				// From one caller, fresh connections each round, dialled
+				// in the round's order: one connection's speed differs by
+				// a few percent, which would otherwise favor one client
+				// for a whole run. (At c=32 each client's 32 connections
+				// average that out, and redialling them would pile up
+				// sockets in TIME_WAIT.)
+				order := orders[r%len(orders)]
+				if conc == 1 {
+					b.StopTimer()
+					for _, k := range order {
+						clients[k].CloseIdleConnections()
+					}
+					for _, k := range order {
+						run(k, 2)
+					}
+					b.StartTimer()
+				}
+				var wall, cpu [3]float64
+				for _, k := range order {
 					wall[k], cpu[k] = run(k, n)
 				}
-				plainNs, lbNs = append(plainNs, wall[0]), append(lbNs, wall[1])
-				diff, ratio = append(diff, wall[1]-wall[0]), append(ratio, wall[1]/wall[0]-1)
-				diffCPU, ratioCPU = append(diffCPU, cpu[1]-cpu[0]), append(ratioCPU, cpu[1]/cpu[0]-1)
+				plain := (wall[plainA] + wall[plainB]) / 2
+				plainCPU := (cpu[plainA] + cpu[plainB]) / 2
+				plainNs, lbNs = append(plainNs, plain), append(lbNs, wall[viaLB])
+				diff, ratio = append(diff, wall[viaLB]-plain), append(ratio, wall[viaLB]/plain-1)
+				diffCPU, ratioCPU = append(diffCPU, cpu[viaLB]-plainCPU), append(ratioCPU, cpu[viaLB]/plainCPU-1)
+				control = append(control, wall[plainB]-wall[plainA])
+				controlRatio = append(controlRatio, wall[plainB]/wall[plainA]-1)
 			}
 			b.StopTimer()
 			b.ReportMetric(median(plainNs), "plain-ns/req")
@@ -259,6 +291,8 @@ func BenchmarkTransportVsPlain(b *testing.B) {
 				b.ReportMetric(median(diffCPU), "overhead-cpu-ns/req")
 				b.ReportMetric(100*median(ratioCPU), "overhead-cpu-%")
 			}
+			b.ReportMetric(median(control), "control-ns/req")
+			b.ReportMetric(100*median(controlRatio), "control-%")
 		})
 	}
 }
