@@ -69,6 +69,10 @@ func (c *Client) Do(ctx context.Context) error {
 // Close releases the client's connections and goroutines.
 func (c *Client) Close() { c.close() }
 
+// CloseIdleConnections closes the client's idle connections, so that its
+// next requests dial new ones.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // Fleet is a set of loopback HTTP/1.1 backends that count the connections
 // they accept and the requests they serve, per backend.
 type Fleet struct {

@@ -85,16 +85,20 @@ func BenchmarkHTTP(b *testing.B) {
 }
 
 // BenchmarkHTTPPaired measures each client against the plain client with
-// lb's pool size (plain-idle256) on one fleet, the two taking turns in
-// blocks of requests a few milliseconds long (the plain client first in
-// one pair of blocks, the other first in the next), so that load from
-// elsewhere on a shared machine slows both alike. Reported per request,
-// medians over the pairs: vs-plain-x (the client's time over the plain
-// client's), vs-plain-ns/req (the difference), and both times (ns/req,
-// plain-ns/req). ns/op counts both clients' requests. It resolves
-// differences of a few percent where BenchmarkHTTP, whose rows run a
-// second apart, does not.
+// lb's pool size (plain-idle256) on one fleet. Three clients take turns in
+// blocks of requests a few milliseconds long, in an order that cycles
+// through all six: two identical plain clients (A and B) and the client
+// measured, so that load from elsewhere on a shared machine slows each
+// alike. From one caller, each round dials fresh connections (one
+// connection's speed differs by a few percent). Reported per request,
+// medians over the rounds: vs-plain-x (the client's time over the plain
+// clients' mean), vs-plain-ns/req (the difference), both times (ns/req,
+// plain-ns/req), and a control, control-x and control-ns/req: plain B
+// against plain A, how far two identical clients differ here. ns/op
+// counts all three clients' requests. It resolves differences of a few
+// percent where BenchmarkHTTP, whose rows run a second apart, does not.
 func BenchmarkHTTPPaired(b *testing.B) {
+	orders := [6][3]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}, {1, 0, 2}, {0, 2, 1}}
 	for _, row := range HTTPRows() {
 		if row.Baseline {
 			continue
@@ -102,9 +106,12 @@ func BenchmarkHTTPPaired(b *testing.B) {
 		for _, c := range HTTPConcurrency {
 			b.Run(fmt.Sprintf("paired/%s/c=%d", row.ID, c), func(b *testing.B) {
 				ctx, f, cl := startRow(b, row)
-				plain := newPlain(f, lb.DefaultMaxIdleConnsPerBackend)
-				defer plain.Close()
-				clients := [2]*Client{plain, cl}
+				plainA := newPlain(f, lb.DefaultMaxIdleConnsPerBackend)
+				defer plainA.Close()
+				plainB := newPlain(f, lb.DefaultMaxIdleConnsPerBackend)
+				defer plainB.Close()
+				const a, measured, bb = 0, 1, 2
+				clients := [3]*Client{plainA, cl, plainB}
 				run := func(k, n int) float64 {
 					start := time.Now()
 					if err := runConcurrent(c, n, func() error { return clients[k].Do(ctx) }); err != nil {
@@ -112,29 +119,45 @@ func BenchmarkHTTPPaired(b *testing.B) {
 					}
 					return float64(time.Since(start)) / float64(n)
 				}
-				run(0, 4*c) // warm-up: the connections the concurrency needs
-				run(1, 4*c)
+				for k := range clients {
+					run(k, 4*c) // warm-up: the connections the concurrency needs
+				}
 				block := 200 // about 8 ms from one caller
 				if c > 1 {
 					block = 1000 // about 20 ms from 32
 				}
-				var plainNs, rowNs, ratio, diff []float64
+				var plainNs, rowNs, ratio, diff, control, controlNs []float64
 				b.ResetTimer()
-				for p, left := 0, b.N; left > 0; p++ {
-					n := min(block, (left+1)/2)
-					left -= 2 * n
-					var ns [2]float64
-					for _, k := range [2][2]int{{0, 1}, {1, 0}}[p%2] {
+				for r, left := 0, b.N; left > 0; r++ {
+					n := min(block, (left+2)/3)
+					left -= 3 * n
+					order := orders[r%len(orders)]
+					if c == 1 {
+						b.StopTimer()
+						for _, k := range order {
+							clients[k].CloseIdleConnections()
+						}
+						for _, k := range order {
+							run(k, 2*HTTPBackends)
+						}
+						b.StartTimer()
+					}
+					var ns [3]float64
+					for _, k := range order {
 						ns[k] = run(k, n)
 					}
-					plainNs, rowNs = append(plainNs, ns[0]), append(rowNs, ns[1])
-					ratio, diff = append(ratio, ns[1]/ns[0]), append(diff, ns[1]-ns[0])
+					plain := (ns[a] + ns[bb]) / 2
+					plainNs, rowNs = append(plainNs, plain), append(rowNs, ns[measured])
+					ratio, diff = append(ratio, ns[measured]/plain), append(diff, ns[measured]-plain)
+					control, controlNs = append(control, ns[bb]/ns[a]), append(controlNs, ns[bb]-ns[a])
 				}
 				b.StopTimer()
 				b.ReportMetric(sortedMedian(rowNs), "ns/req")
 				b.ReportMetric(sortedMedian(plainNs), "plain-ns/req")
 				b.ReportMetric(sortedMedian(ratio), "vs-plain-x")
 				b.ReportMetric(sortedMedian(diff), "vs-plain-ns/req")
+				b.ReportMetric(sortedMedian(control), "control-x")
+				b.ReportMetric(sortedMedian(controlNs), "control-ns/req")
 			})
 		}
 	}

@@ -488,6 +488,23 @@ func lbOver(cells map[HTTPName]httpCell, paired map[HTTPName]vsPlain, id string,
 	return pairedRatio(lc, xc), true
 }
 
+// controlX returns the median at concurrency c of control-x, plain B's
+// time over plain A's in BenchmarkHTTPPaired, over every paired row and
+// pass: how far two identical clients differ on the machine, the noise an
+// lb ÷ plain figure is read against.
+func controlX(run *Run, c int) (float64, bool) {
+	var xs []float64
+	for name, r := range run.Results {
+		if hn, ok := ParseHTTPPairedName(name); ok && hn.Concurrency == c {
+			xs = append(xs, r.Samples["control-x"]...)
+		}
+	}
+	if len(xs) == 0 {
+		return 0, false
+	}
+	return median(xs), true
+}
+
 func (w writer) httpSummary(run *Run) {
 	cells := httpCells(run)
 	if len(cells) == 0 {
@@ -496,12 +513,13 @@ func (w writer) httpSummary(run *Run) {
 	paired := pairedCells(run)
 	w.p("HTTP, %d loopback backends: µs per request (wall time over all callers); the plain client with lb's pool", bm.HTTPBackends)
 	w.p("(plain-idle256) is the transport's floor, the difference is lb.Transport's cost. Times are medians over the passes.")
-	w.p("Differences and ratios come from BenchmarkHTTPPaired, where each client and plain-idle256 take turns on one fleet in")
-	w.p("blocks of a few milliseconds, so that load from elsewhere on the machine slows both alike (lb ÷ httplb is the ratio of")
-	w.p("their two ratios to plain-idle256); without it, from the per-pass pairs of BenchmarkHTTP.")
+	w.p("Differences and ratios come from BenchmarkHTTPPaired, where each client and two plain-idle256 clients take turns on")
+	w.p("one fleet in blocks of a few milliseconds, so that load from elsewhere on the machine slows each alike (lb ÷ httplb is")
+	w.p("the ratio of their two ratios to plain); without it, from the per-pass pairs of BenchmarkHTTP. The control is one")
+	w.p("plain client's time over the other's: identical clients differ by that much here, so smaller differences are noise.")
 	w.p("")
-	w.p("| callers | lb | plain-idle256 | lb − plain | lb ÷ plain | best httplb row | lb ÷ httplb |")
-	w.p("|--:|--:|--:|--:|--:|---|--:|")
+	w.p("| callers | lb | plain-idle256 | lb − plain | lb ÷ plain | control: plain ÷ plain | best httplb row | lb ÷ httplb |")
+	w.p("|--:|--:|--:|--:|--:|--:|---|--:|")
 	for _, c := range bm.HTTPConcurrency {
 		l := cells[HTTPName{"lb", c}]
 		p := cells[HTTPName{"plain-idle256", c}]
@@ -526,7 +544,11 @@ func (w writer) httpSummary(run *Run) {
 		if v := paired[HTTPName{"lb", c}]; v.ok {
 			diff, ratio = v.ns, v.x
 		}
-		w.p("| %d | %s | %s | %+.2f µs | %s | %s %s | %s |", c, fmtUs(l.ns), fmtUs(p.ns), diff/1000, fmtRatio3(ratio), bestID, fmtUs(best.ns), vsBest)
+		control := "–"
+		if x, ok := controlX(run, c); ok {
+			control = fmtRatio3(x)
+		}
+		w.p("| %d | %s | %s | %+.2f µs | %s | %s | %s %s | %s |", c, fmtUs(l.ns), fmtUs(p.ns), diff/1000, fmtRatio3(ratio), control, bestID, fmtUs(best.ns), vsBest)
 	}
 	w.p("")
 }

@@ -27,7 +27,7 @@ BenchmarkHTTP/http/plain-idle256/c=32-2   	   10000	     30000 ns/op	         0.
 	for _, want := range []string{
 		"# Benchmarks", "## Summary", "## Speed", "## HTTP", "## Quality", "## Where lb is not first", "## Notes",
 		"| hash | **lb-ring** | – | – | **2.05** go-maglev |", // 20.48 / 10
-		"| 32 | 32.9 | 30.0 | +2.86 µs | 1.095 |",             // no paired run: the per-pass ratio
+		"| 32 | 32.9 | 30.0 | +2.86 µs | 1.095 | – |",         // no paired run: the per-pass ratio, no control
 		"HTTP, concurrency 32: **lb** 32.9 µs/req against 30.0 µs for plain-idle256 (1.095×, paired)",
 		"commit abc123",
 		"speed, hash **lb-ring**: N=100 serial 2.05× go-maglev",
@@ -46,15 +46,18 @@ BenchmarkHTTP/http/plain-idle256/c=32-2   	   10000	     30000 ns/op	         0.
 	// With BenchmarkHTTPPaired, the summary's difference and ratios are
 	// the paired ones, and lb ÷ httplb is the ratio of the two ratios.
 	raw += `BenchmarkHTTP/http/httplb-idle256/c=32-2   	   10000	     31000 ns/op	         0.5 conns/1k-req	    5000 B/op	      63 allocs/op
-BenchmarkHTTPPaired/paired/lb/c=32-2 	 10000	 30000 ns/op	 30300 ns/req	 30000 plain-ns/req	 300 vs-plain-ns/req	 1.010 vs-plain-x
-BenchmarkHTTPPaired/paired/httplb-idle256/c=32-2 	 10000	 30000 ns/op	 30600 ns/req	 30000 plain-ns/req	 600 vs-plain-ns/req	 1.020 vs-plain-x
+BenchmarkHTTPPaired/paired/lb/c=32-2 	 10000	 30000 ns/op	 30300 ns/req	 30000 plain-ns/req	 300 vs-plain-ns/req	 1.010 vs-plain-x	 0.990 control-x	 -300 control-ns/req
+BenchmarkHTTPPaired/paired/httplb-idle256/c=32-2 	 10000	 30000 ns/op	 30600 ns/req	 30000 plain-ns/req	 600 vs-plain-ns/req	 1.020 vs-plain-x	 1.030 control-x	 900 control-ns/req
+BenchmarkHTTPPaired/paired/httplb-idle256/c=32-2 	 10000	 30000 ns/op	 30600 ns/req	 30000 plain-ns/req	 600 vs-plain-ns/req	 1.020 vs-plain-x	 1.000 control-x	 0 control-ns/req
 `
 	run, err = Parse(strings.NewReader(raw))
 	require.NoError(t, err)
 	out.Reset()
 	Write(&out, Config{Count: 3, Raw: "results/bench.txt", Keys: 2000}, Env{GoVersion: "go1.26.8", CPU: "AMD EPYC", Procs: "2", LbCommit: "abc123"}, run, q)
 	s = out.String()
-	assert.Contains(t, s, "| 32 | 32.9 | 30.0 | +0.30 µs | 1.010 | httplb-idle256 31.0 | 0.99 |")
+	// The control is the median over every paired row and pass: 1.000 of
+	// 0.990, 1.030 and 1.000.
+	assert.Contains(t, s, "| 32 | 32.9 | 30.0 | +0.30 µs | 1.010 | 1.000 | httplb-idle256 31.0 | 0.99 |")
 	assert.Contains(t, s, "| **lb** | – | – | – | – | – | 32.9 | 30,431 | 61 | 0.6 | 1.010 |")
 	assert.NotContains(t, s, "HTTP, concurrency 32: **lb**", "within 3% of plain by the paired figure")
 }
