@@ -564,8 +564,8 @@ func (w writer) http(run *Run) {
 	w.p("%d loopback `httptest` HTTP/1.1 backends answering \"ok\"; every request's body is read and closed. µs/req is wall time per", bm.HTTPBackends)
 	w.p("request over all callers (throughput = callers / latency); allocs/op counts the whole process, the in-process")
 	w.p("servers included, so compare differences; new conns is TCP connections the backends accepted per 1,000 requests after")
-	w.p("a warm-up (connection churn); ÷ plain is the client's time over plain-idle256's, taking turns with it in blocks of a few")
-	w.p("milliseconds (BenchmarkHTTPPaired).")
+	w.p("a warm-up (connection churn); ÷ plain is the client's time over the mean of two plain-idle256 clients', taking turns")
+	w.p("with them in blocks of a few milliseconds (BenchmarkHTTPPaired).")
 	w.p("")
 	hdr := "| client |"
 	sep := "|---|"
