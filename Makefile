@@ -11,9 +11,13 @@ all: test
 modules:
 	@echo $(MODULES)
 
-## test: gofmt check, go vet and go test -race for every module.
+## test: gofmt check, go vet and go test -race for every module. A module
+## whose tests need a server from Debian's packages (ZooKeeper, Redis) has
+## an executable testdeps script beside its go.mod: it installs what is
+## missing (apt-get, as root) and is run before the module's tests.
 test: fmt-check
 	@set -e; for m in $(MODULES); do \
+		if [ -x $$m/testdeps ]; then echo "== $$m: testdeps"; $$m/testdeps; fi; \
 		echo "== $$m: go vet"; \
 		(cd $$m && $(GO) vet ./...); \
 		echo "== $$m: go test -race"; \

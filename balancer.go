@@ -335,7 +335,7 @@ func sameMeta(m *backendMeta, e Endpoint) bool {
 	if w == 0 {
 		w = 1
 	}
-	return m.weight == w && maps.Equal(m.labels, e.Labels)
+	return m.weight == w && m.hashKey == e.HashKey && maps.Equal(m.labels, e.Labels)
 }
 
 // buildSnapshot builds a picker over the members that are available (not

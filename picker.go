@@ -71,10 +71,33 @@ type Endpoint struct {
 	// Maglev slots) of one of weight 1. 0 means the default, 1. Negative
 	// weights are rejected.
 	Weight int
+	// HashKey is the name hash strategies place the endpoint by; "" means
+	// Addr. Set it where the name that placement must follow differs from
+	// the dial address (a groupcache peer URL, nginx's server text, an xDS
+	// endpoint's hash key), so that keys stay put when the endpoint is
+	// re-addressed. Hash names must be unique in a set, like addresses.
+	HashKey string
 	// Labels are free-form metadata (zone, version, canary). They are
-	// copied by Update and exposed read-only through Backend.Label.
+	// copied by Update and exposed read-only through Backend.Label. The
+	// keys LabelRegion, LabelZone, LabelSubZone and LabelPriority describe
+	// where an endpoint runs; resolvers that know it (xDS) set them.
 	Labels map[string]string
 }
+
+// Label keys with a meaning to lb: an endpoint's locality and its priority
+// (as xDS describes them). Resolvers that know them set them; locality-aware
+// balancing reads them.
+const (
+	// LabelRegion is the endpoint's region ("us-east1").
+	LabelRegion = "region"
+	// LabelZone is the endpoint's zone within its region ("us-east1-b").
+	LabelZone = "zone"
+	// LabelSubZone is the endpoint's sub-zone within its zone (a rack).
+	LabelSubZone = "subzone"
+	// LabelPriority is the endpoint's priority, a decimal integer: 0 (the
+	// default when absent) is the highest; higher numbers are fallbacks.
+	LabelPriority = "priority"
+)
 
 // MaxWeight is the largest weight accepted for an endpoint.
 const MaxWeight = 1 << 20
@@ -111,6 +134,9 @@ func (e Endpoint) Validate() error {
 	}
 	if n, err := strconv.Atoi(port); err == nil && (n < 1 || n > 65535) {
 		return fmt.Errorf("%w: port of %q is %d; ports must be 1-65535", ErrInvalidEndpoint, e.Addr, n)
+	}
+	if strings.IndexFunc(e.HashKey, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%w: HashKey of %q is %q; it must not contain control characters", ErrInvalidEndpoint, e.Addr, e.HashKey)
 	}
 	if e.Weight < 0 || e.Weight > MaxWeight {
 		return fmt.Errorf("%w: weight of %q is %d; weights must be >= 1 (0 means 1) and <= %d", ErrInvalidEndpoint, e.Addr, e.Weight, MaxWeight)
@@ -211,6 +237,7 @@ func checkBackends(bs []*Backend) error {
 
 func validateSet(eps []Endpoint) error {
 	seen := make(map[string]struct{}, len(eps))
+	var names map[string]string // hash name -> address, when some endpoint has a HashKey
 	for _, e := range eps {
 		if err := e.Validate(); err != nil {
 			return err
@@ -219,13 +246,29 @@ func validateSet(eps []Endpoint) error {
 			return fmt.Errorf("%w: address %q appears twice", ErrDuplicateEndpoint, e.Addr)
 		}
 		seen[e.Addr] = struct{}{}
+		if e.HashKey != "" && names == nil {
+			names = make(map[string]string, len(eps))
+		}
+	}
+	if names != nil {
+		for _, e := range eps {
+			name := e.HashKey
+			if name == "" {
+				name = e.Addr
+			}
+			if other, dup := names[name]; dup {
+				return fmt.Errorf("%w: hash name %q of %q is also the hash name of %q; HashKeys (or the addresses of endpoints without one) must be unique", ErrDuplicateEndpoint, name, e.Addr, other)
+			}
+			names[name] = e.Addr
+		}
 	}
 	return nil
 }
 
 type backendMeta struct {
-	weight int
-	labels map[string]string
+	weight  int
+	hashKey string // "" means the address
+	labels  map[string]string
 }
 
 func newMeta(e Endpoint) *backendMeta {
@@ -233,7 +276,7 @@ func newMeta(e Endpoint) *backendMeta {
 	if w == 0 {
 		w = 1
 	}
-	return &backendMeta{weight: w, labels: copyLabels(e.Labels)}
+	return &backendMeta{weight: w, hashKey: e.HashKey, labels: copyLabels(e.Labels)}
 }
 
 // loadGroup is shared by the backends of one Balancer (or one NewBackends
@@ -287,7 +330,16 @@ func (b *Backend) Label(k string) (string, bool) {
 // weight normalised (0 became 1) and a copy of the labels.
 func (b *Backend) Endpoint() Endpoint {
 	m := b.meta.Load()
-	return Endpoint{Addr: b.addr, Weight: m.weight, Labels: copyLabels(m.labels)}
+	return Endpoint{Addr: b.addr, Weight: m.weight, HashKey: m.hashKey, Labels: copyLabels(m.labels)}
+}
+
+// HashName returns the name hash strategies place the backend by: its
+// endpoint's HashKey, or its address when that is empty.
+func (b *Backend) HashName() string {
+	if k := b.meta.Load().hashKey; k != "" {
+		return k
+	}
+	return b.addr
 }
 
 // InFlight returns the number of calls picked on this backend whose Done

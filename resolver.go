@@ -165,7 +165,7 @@ func (s Static) Watch(ctx context.Context, update func([]Endpoint) error) error 
 func cloneEndpoints(eps []Endpoint) []Endpoint {
 	out := make([]Endpoint, len(eps))
 	for i, e := range eps {
-		out[i] = Endpoint{Addr: e.Addr, Weight: e.Weight, Labels: copyLabels(e.Labels)}
+		out[i] = Endpoint{Addr: e.Addr, Weight: e.Weight, HashKey: e.HashKey, Labels: copyLabels(e.Labels)}
 	}
 	return out
 }
@@ -177,15 +177,15 @@ func sortEndpoints(eps []Endpoint) {
 }
 
 // EqualEndpoints reports whether a and b hold the same endpoints in the
-// same order, comparing addresses, weights (0 and 1 are the same weight)
-// and labels. Resolvers use it on sorted sets to skip reporting a set
+// same order, comparing addresses, weights (0 and 1 are the same weight),
+// hash keys and labels. Resolvers use it on sorted sets to skip reporting a set
 // equal to the last one.
 func EqualEndpoints(a, b []Endpoint) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if a[i].Addr != b[i].Addr || normWeight(a[i].Weight) != normWeight(b[i].Weight) ||
+		if a[i].Addr != b[i].Addr || normWeight(a[i].Weight) != normWeight(b[i].Weight) || a[i].HashKey != b[i].HashKey ||
 			!equalLabels(a[i].Labels, b[i].Labels) {
 			return false
 		}
