@@ -111,7 +111,7 @@ func (r Ring) build(backends []*Backend) (*RingPicker, error) {
 	p := &RingPicker{
 		backends:   backends,
 		hash:       r.Hash,
-		rnd:        randSource{r.Rand},
+		rnd:        newRandSource(r.Rand),
 		loadFactor: r.LoadFactor,
 		weights:    make([]float64, len(backends)),
 		group:      backends[0].group,

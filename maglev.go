@@ -134,7 +134,7 @@ func (g Maglev) build(backends []*Backend) (*MaglevPicker, error) {
 			}
 		}
 	}
-	p := &MaglevPicker{backends: backends, slots: slots, table: make([]*Backend, m), m: mm, rnd: randSource{g.Rand}}
+	p := &MaglevPicker{backends: backends, slots: slots, table: make([]*Backend, m), m: mm, rnd: newRandSource(g.Rand)}
 	for s, i := range slots {
 		p.table[s] = backends[i]
 	}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,7 +130,7 @@ func TestSeededRoundRobinStart(t *testing.T) {
 
 // randSource.uint64n stays in range for every n, the largest included.
 func TestRandSourceRange(t *testing.T) {
-	r := randSource{rand.NewPCG(5, 5)}
+	r := newRandSource(rand.NewPCG(5, 5))
 	for _, n := range []uint64{1, 2, 3, 10, 65537, 1 << 40, math.MaxUint64} {
 		for i := 0; i < 1000; i++ {
 			require.Less(t, r.uint64n(n), n)
@@ -154,6 +156,41 @@ func TestSeededPicksAllocateNothing(t *testing.T) {
 				}
 			})
 			assert.Zero(t, allocs)
+		})
+	}
+}
+
+// A seeded picker is safe for concurrent use (run under -race): picks from
+// several goroutines, while a Balancer rebuilds over the same Source, so
+// that an old picker and a new one draw from it at once.
+func TestSeededPickersConcurrent(t *testing.T) {
+	t.Parallel()
+	for name, b := range seededBuilders(3) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			bal, err := NewBalancer(b, WithEndpoints(benchEndpoints(20, true)))
+			require.NoError(t, err)
+			defer bal.Close()
+			var wg sync.WaitGroup
+			for g := 0; g < 4; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 2000; i++ {
+						p, err := bal.Pick("")
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						p.Done(nil, time.Millisecond)
+					}
+				}()
+			}
+			for i := 0; i < 20; i++ {
+				eps := benchEndpoints(20+i%3, true)
+				require.NoError(t, bal.Update(eps))
+			}
+			wg.Wait()
 		})
 	}
 }

@@ -39,7 +39,7 @@ func (r Random) build(backends []*Backend) (*RandomPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	return &RandomPicker{backends: backends, n: uint64(len(backends)), rnd: randSource{r.Rand}}, nil
+	return &RandomPicker{backends: backends, n: uint64(len(backends)), rnd: newRandSource(r.Rand)}, nil
 }
 
 // Pick returns a uniformly random backend. The key is ignored.
@@ -80,7 +80,7 @@ func (w WeightedRandom) build(backends []*Backend) (*WeightedRandomPicker, error
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	return &WeightedRandomPicker{backends: backends, alias: newAliasTable(backends), rnd: randSource{w.Rand}}, nil
+	return &WeightedRandomPicker{backends: backends, alias: newAliasTable(backends), rnd: newRandSource(w.Rand)}, nil
 }
 
 // Pick returns a random backend, each with probability weight/sum(weights).
@@ -184,7 +184,7 @@ func (c P2C) build(backends []*Backend) (*P2CPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	p := &P2CPicker{backends: backends, n: uint64(len(backends)), weights: make([]int64, len(backends)), uniform: true, rnd: randSource{c.Rand}}
+	p := &P2CPicker{backends: backends, n: uint64(len(backends)), weights: make([]int64, len(backends)), uniform: true, rnd: newRandSource(c.Rand)}
 	for i, b := range backends {
 		p.weights[i] = int64(b.Weight())
 		if p.weights[i] != p.weights[0] {

@@ -50,7 +50,7 @@ func (r RoundRobin) build(backends []*Backend) (*RoundRobinPicker, error) {
 		return nil, err
 	}
 	n := uint64(len(backends))
-	return &RoundRobinPicker{backends: backends, n: n, st: newStripes(r.Stripes, n, randSource{r.Rand})}, nil
+	return &RoundRobinPicker{backends: backends, n: n, st: newStripes(r.Stripes, n, newRandSource(r.Rand))}, nil
 }
 
 // Pick returns the next backend in turn. The key is ignored.

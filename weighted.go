@@ -111,7 +111,7 @@ func (w WeightedRoundRobin) build(backends []*Backend) (*WeightedRoundRobinPicke
 	for i := range p.current {
 		p.current[i] = 0 // back to nginx's starting state
 	}
-	p.st = newStripes(w.Stripes, p.period, randSource{w.Rand})
+	p.st = newStripes(w.Stripes, p.period, newRandSource(w.Rand))
 	return p, nil
 }
 
