@@ -73,7 +73,7 @@ func ExampleParseEndpoint() {
 		fmt.Printf("%+v %v\n", ep, err)
 	}
 	// Output:
-	// {Addr:10.0.0.1:8080 Weight:2 Labels:map[zone:eu-1]} <nil>
-	// {Addr:10.0.0.2:8080 Weight:0 Labels:map[]} <nil>
-	// {Addr: Weight:0 Labels:map[]} etcd: malformed endpoint value: lb: invalid endpoint: address "not an endpoint" contains whitespace or a control character
+	// {Addr:10.0.0.1:8080 Weight:2 HashKey: Labels:map[zone:eu-1]} <nil>
+	// {Addr:10.0.0.2:8080 Weight:0 HashKey: Labels:map[]} <nil>
+	// {Addr: Weight:0 HashKey: Labels:map[]} etcd: malformed endpoint value: lb: invalid endpoint: address "not an endpoint" contains whitespace or a control character
 }
