@@ -267,24 +267,21 @@ func (b *Balancer) Pick(key string) (Pick, error) {
 // picker is out, be is kept.
 func avoid(s *snapshot, key string, be *Backend) *Backend {
 	if pl, ok := s.picker.(PreferenceLister); ok {
-		var buf [8]*Backend
+		var buf [16]*Backend
 		for _, c := range pl.AppendPreferences(buf[:0], key, len(buf)) {
 			if c.out.Load() == 0 {
 				return c
 			}
 		}
-		for _, c := range pl.AppendPreferences(nil, key, len(s.available)) {
-			if c.out.Load() == 0 {
+	} else {
+		for try := 0; try < 3; try++ {
+			if c, err := s.picker.Pick(key); err == nil && c.out.Load() == 0 {
 				return c
 			}
 		}
-		return be
 	}
-	for try := 0; try < 3; try++ {
-		if c, err := s.picker.Pick(key); err == nil && c.out.Load() == 0 {
-			return c
-		}
-	}
+	// Many backends out at once (rare, and only until the rebuild): the
+	// next one available after be, without allocating.
 	for _, set := range [][]*Backend{s.available, s.members} {
 		off := slices.Index(set, be) + 1
 		for i := range set {

@@ -16,10 +16,10 @@ type RetryBudget struct {
 	// (one retry for five requests).
 	Ratio float64
 	// MinPerSecond is the floor, so that a client with little traffic
-	// can still retry; default 10.
+	// can still retry; default 10, at most 1,000,000.
 	MinPerSecond int
 	// Window is how far back requests and retries count; default 10s,
-	// at least 1s.
+	// from 1s to 1h.
 	Window time.Duration
 }
 
@@ -27,11 +27,11 @@ func (rb RetryBudget) withDefaults() (RetryBudget, error) {
 	if rb.Ratio < 0 || rb.Ratio != rb.Ratio || rb.Ratio > 1000 {
 		return rb, fmt.Errorf("%w: RetryBudget.Ratio is %v; it must be 0 (default 0.2) to 1000", ErrInvalidConfig, rb.Ratio)
 	}
-	if rb.MinPerSecond < 0 {
-		return rb, fmt.Errorf("%w: RetryBudget.MinPerSecond is %d; it must be >= 0 (0 means 10)", ErrInvalidConfig, rb.MinPerSecond)
+	if rb.MinPerSecond < 0 || rb.MinPerSecond > maxRetryFloor {
+		return rb, fmt.Errorf("%w: RetryBudget.MinPerSecond is %d; it must be 0 (default 10) to %d", ErrInvalidConfig, rb.MinPerSecond, maxRetryFloor)
 	}
-	if rb.Window < 0 || (rb.Window > 0 && rb.Window < time.Second) {
-		return rb, fmt.Errorf("%w: RetryBudget.Window is %v; it must be at least 1s (0 means 10s)", ErrInvalidConfig, rb.Window)
+	if rb.Window < 0 || (rb.Window > 0 && rb.Window < time.Second) || rb.Window > maxRetryWindow {
+		return rb, fmt.Errorf("%w: RetryBudget.Window is %v; it must be from 1s to %v (0 means 10s)", ErrInvalidConfig, rb.Window, maxRetryWindow)
 	}
 	if rb.Ratio == 0 {
 		rb.Ratio = 0.2
@@ -44,6 +44,13 @@ func (rb RetryBudget) withDefaults() (RetryBudget, error) {
 	}
 	return rb, nil
 }
+
+// Bounds of RetryBudget's fields: past them a budget stops meaning
+// anything (a floor no fleet could serve, a window longer than any outage).
+const (
+	maxRetryFloor  = 1_000_000
+	maxRetryWindow = time.Hour
+)
 
 // budgetSlots is the number of time slots the window is cut into.
 const budgetSlots = 10

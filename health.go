@@ -67,6 +67,10 @@ func (hc HealthCheck) withDefaults() (HealthCheck, error) {
 	switch {
 	case hc.Path != "" && !strings.HasPrefix(hc.Path, "/"):
 		return bad("Path is %q; it must start with '/'", hc.Path)
+	case hc.Path != "" && !validRequestTarget(hc.Path):
+		return bad("Path is %q; it must be a URL path (and query) with no spaces, control characters or fragment", hc.Path)
+	case hc.Host != "" && (!validHostHeader(hc.Host) || hc.Host != strings.TrimSpace(hc.Host)):
+		return bad("Host is %q; it must be a host or host:port", hc.Host)
 	case hc.Scheme != "" && hc.Scheme != "http" && hc.Scheme != "https":
 		return bad("Scheme is %q; it must be http or https", hc.Scheme)
 	case hc.Interval < 0:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -84,4 +85,17 @@ func validHostHeader(h string) bool {
 		return false
 	}
 	return true
+}
+
+// validRequestTarget reports whether p can be sent as a request's path
+// and query: it parses as a URL's path and query, and holds no spaces,
+// control characters or fragment.
+func validRequestTarget(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if b := p[i]; b <= ' ' || b == 0x7f || b == '#' {
+			return false
+		}
+	}
+	u, err := url.Parse("http://h" + p)
+	return err == nil && u.Host == "h"
 }

@@ -111,9 +111,12 @@ func (d DNS) withDefaults() (DNS, error) {
 	case d.Addr != "" && d.SRV != "":
 		return bad("Addr (%q) and DNS.SRV (%q) are both set; set one", d.Addr, d.SRV)
 	case d.Addr != "":
-		host, port, err := net.SplitHostPort(d.Addr)
-		if err != nil || host == "" || port == "" {
-			return bad("Addr is %q; it must be host:port", d.Addr)
+		if why := checkAddr(d.Addr); why != "" {
+			return bad("Addr is %q, which %s", d.Addr, why)
+		}
+	case d.SRV != "":
+		if strings.IndexFunc(d.SRV, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 || checkHost(d.SRV) != "" {
+			return bad("SRV is %q; it must be a DNS name such as _http._tcp.example.com.", d.SRV)
 		}
 	}
 	switch d.Network {
@@ -130,7 +133,7 @@ func (d DNS) withDefaults() (DNS, error) {
 		d.Refresh = DefaultDNSRefresh
 	}
 	switch {
-	case d.Jitter < 0 || d.Jitter >= 1:
+	case !(d.Jitter >= 0 && d.Jitter < 1): // NaN too
 		return bad("Jitter is %v; it must be in [0, 1) (0 means %v)", d.Jitter, DefaultDNSJitter)
 	case d.Jitter == 0:
 		d.Jitter = DefaultDNSJitter

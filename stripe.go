@@ -89,3 +89,23 @@ func (st *stripes) next() uint64 {
 	off := (uintptr(unsafe.Pointer(&mark)) >> 4) & st.mask
 	return (*atomic.Uint64)(unsafe.Add(st.base, off)).Add(1) - 1
 }
+
+// advance moves the caller's stripe, which holds a slot of [0, period),
+// step slots on (step < period), and returns the slot before the move.
+//
+//go:nosplit
+func (st *stripes) advance(step, period uint64) uint64 {
+	var mark byte
+	off := (uintptr(unsafe.Pointer(&mark)) >> 4) & st.mask
+	c := (*atomic.Uint64)(unsafe.Add(st.base, off))
+	for {
+		x := c.Load()
+		next := x + step // < 2 × period: no overflow while period < 2^63
+		if next >= period {
+			next -= period
+		}
+		if c.CompareAndSwap(x, next) {
+			return x
+		}
+	}
+}

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -110,37 +111,111 @@ func TestWeightedRoundRobinMatchesNginx(t *testing.T) {
 
 func TestWeightedRoundRobinPastMaxSchedule(t *testing.T) {
 	t.Parallel()
-	// Period 7 with a cap of 4: computed per pick under a lock, from
-	// nginx's starting state: exactly nginx's sequence.
-	p, err := WeightedRoundRobin{MaxSchedule: 4}.New(weightedEndpoints(5, 1, 1))
-	require.NoError(t, err)
-	assert.False(t, p.Precomputed())
-	assert.Equal(t, strings.Repeat("aabacaa", 50), pickSeq(t, p, 350))
-
-	// Still safe and exact in share under concurrency.
-	var wg sync.WaitGroup
-	counts := make([]map[string]int, 8)
-	for g := range counts {
-		counts[g] = map[string]int{}
-		wg.Add(1)
-		go func(m map[string]int) {
-			defer wg.Done()
-			for i := 0; i < 700; i++ {
-				b, _ := p.Pick("")
-				m[b.Addr()]++
-			}
-		}(counts[g])
+	// Past the cap the order is a golden-ratio interleave of the weight
+	// line: each period gives every backend exactly its weight's picks,
+	// spread out (for 5,1,1 the b and c picks are never adjacent).
+	tests := []struct {
+		give []int
+	}{
+		{[]int{5, 1, 1}},
+		{[]int{3, 2}},
+		{[]int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}}, // uniform
+		{[]int{7, 1, 2, 9, 1, 1, 4}},
+		{[]int{100, 1}},
 	}
-	wg.Wait()
-	total := map[string]int{}
-	for _, m := range counts {
-		for k, v := range m {
-			total[k] += v
+	for _, tt := range tests {
+		p, err := WeightedRoundRobin{MaxSchedule: 2, Stripes: 1}.New(weightedEndpoints(tt.give...))
+		require.NoError(t, err)
+		assert.False(t, p.Precomputed())
+		period := p.Period()
+		seq := pickSeq(t, p, 20*period)
+		for k := 0; k < 20; k++ {
+			one := seq[k*period : (k+1)*period]
+			for i, w := range tt.give {
+				assert.Equal(t, w/gcdOf(tt.give), strings.Count(one, string(rune('a'+i))), "weights %v, period %d, backend %d: %s", tt.give, k, i, one)
+			}
+		}
+		// Spread: a backend of weight w waits at most about 2×period/w picks
+		// (three-gap theorem) between two of its picks.
+		for i, w := range tt.give {
+			c := string(rune('a' + i))
+			last, maxGap := -1, 0
+			for j := 0; j < len(seq); j++ {
+				if seq[j:j+1] == c {
+					if last >= 0 {
+						maxGap = max(maxGap, j-last)
+					}
+					last = j
+				}
+			}
+			share := period / (w / gcdOf(tt.give))
+			assert.LessOrEqual(t, maxGap, 2*share+1, "weights %v backend %d: %s", tt.give, i, seq[:period])
 		}
 	}
-	// 8*700 = 5600 picks = 800 periods, continuing an exact sequence.
-	assert.Equal(t, map[string]int{"a:80": 4000, "b:80": 800, "c:80": 800}, total)
 }
+
+func gcdOf(ws []int) int {
+	g := 0
+	for _, w := range ws {
+		g = int(gcd(int64(g), int64(w)))
+	}
+	return g
+}
+
+// Past the cap a pick is lock-free at any size: over 100,000 equal
+// backends and 30,000 of mixed weights, one period of the stride visits
+// every slot once (each backend gets its weight's picks), Pick follows the
+// stride, and picks from several goroutines are safe (under -race).
+func TestWeightedRoundRobinHugeLine(t *testing.T) {
+	t.Parallel()
+	for _, weighted := range []bool{false, true} {
+		n := 100_000
+		if weighted {
+			n = 30_000 // period 90,000: past the default cap
+		}
+		p, err := WeightedRoundRobin{Stripes: 1}.New(benchEndpoints(n, weighted))
+		require.NoError(t, err)
+		require.False(t, p.Precomputed())
+		l, period := p.line, uint64(p.Period())
+		counts := make([]int, n)
+		x := p.st.s[0].n.Load()
+		start := x
+		for i := uint64(0); i < period; i++ {
+			counts[l.owner(x)]++
+			if x += l.stride; x >= period {
+				x -= period
+			}
+		}
+		require.Equal(t, start, x, "a period comes back to its start")
+		for i, b := range p.Backends() {
+			require.Equal(t, b.Weight(), counts[i], "n=%d backend %d", n, i)
+		}
+		// Pick walks the same stride from the stripe's slot.
+		x = p.st.s[0].n.Load()
+		for i := 0; i < 1000; i++ {
+			b, _ := p.Pick("")
+			require.Same(t, p.Backends()[l.owner(x)], b)
+			if x += l.stride; x >= period {
+				x -= period
+			}
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 2000; i++ {
+					if b, err := p.Pick(""); err != nil || b == nil {
+						t.Error("no pick", err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
+
 
 func TestWeightedRoundRobinStripedShares(t *testing.T) {
 	t.Parallel()
@@ -188,4 +263,39 @@ func TestWeightedRoundRobinBadConfig(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoEndpoints)
 	_, err = WeightedRoundRobin{}.New(weightedEndpoints(1, -1))
 	assert.ErrorIs(t, err, ErrInvalidEndpoint)
+}
+
+// The line's owner lookup agrees with a search of the runs, for bucket
+// tables of every shape: one slot per bucket, a few, and many (weights in
+// the millions).
+func TestStrideLineOwner(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, ws := range [][]int64{
+		{1, 2, 3}, {100, 1}, {1, 1 << 20, 3}, {1 << 20, 1 << 20, 1, 1 << 19},
+		{5, 1, 1, 9, 2, 1, 1, 1, 1, 65535, 65535, 1},
+	} {
+		var period uint64
+		for _, w := range ws {
+			period += uint64(w)
+		}
+		l := newStrideLine(ws, period)
+		require.Equal(t, uint64(1), gcdU(l.stride, period))
+		want := func(x uint64) int {
+			var end uint64
+			for i, w := range ws {
+				if end += uint64(w); x < end {
+					return i
+				}
+			}
+			return -1
+		}
+		for k := 0; k < 20000; k++ {
+			x := r.Uint64N(period)
+			if k < 64 { // the edges of the runs too
+				x = uint64(k) % period
+			}
+			require.Equal(t, want(x), l.owner(x), "weights %v slot %d", ws, x)
+		}
+	}
 }
