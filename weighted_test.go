@@ -216,7 +216,6 @@ func TestWeightedRoundRobinHugeLine(t *testing.T) {
 	}
 }
 
-
 func TestWeightedRoundRobinStripedShares(t *testing.T) {
 	t.Parallel()
 	p, err := WeightedRoundRobin{Stripes: 8}.New(weightedEndpoints(5, 3, 2))
