@@ -24,6 +24,10 @@ func checkAddr(addr string) string {
 	if port == "" {
 		return "has no port"
 	}
+	if strings.HasPrefix(addr, "[") != strings.Contains(host, ":") {
+		// Brackets hold IPv6 addresses only, and IPv6 addresses need them.
+		return fmt.Sprintf("has host %q, which is neither an IPv6 address nor a name", host)
+	}
 	if why := checkHost(host); why != "" {
 		return why
 	}

@@ -34,7 +34,7 @@ func newHostSet(hosts []string) (*hostSet, error) {
 			if host == "" || checkHost(host) != "" || !allDigits(port) || checkPort(port) != "" {
 				return nil, fmt.Errorf("%w: WithHosts(%q): want a host name, or host:port with a port from 1 to 65535", ErrInvalidConfig, h)
 			}
-			hs.pairs[canonicalAddr(h)] = true
+			hs.pairs[net.JoinHostPort(canonicalHost(host), strings.TrimLeft(port, "0"))] = true
 			continue
 		}
 		host := strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
@@ -67,14 +67,15 @@ func (hs *hostSet) serves(u *url.URL) bool {
 			port = "80"
 		}
 	}
-	return hs.pairs[canonicalAddr(net.JoinHostPort(host, port))]
+	return hs.pairs[net.JoinHostPort(canonicalHost(host), strings.TrimLeft(port, "0"))]
 }
 
 func (hs *hostSet) String() string { return hs.text }
 
-// canonicalHost is canonicalAddr's rule for a host alone.
+// canonicalHost is canonicalAddr's rule for a host alone, and a name's
+// absolute form ("api.internal.") is its relative one: one service.
 func canonicalHost(h string) string {
-	c := canonicalAddr(net.JoinHostPort(h, "1"))
+	c := canonicalAddr(net.JoinHostPort(strings.TrimSuffix(h, "."), "1"))
 	host, _, _ := net.SplitHostPort(c)
 	return host
 }

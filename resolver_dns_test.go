@@ -459,7 +459,7 @@ func TestDNSConfigErrors(t *testing.T) {
 		{"nothing", DNS{}, "both empty"},
 		{"both", DNS{Addr: "a:1", SRV: "_x._tcp.a."}, "both set"},
 		{"no port", DNS{Addr: "a"}, "host:port"},
-		{"empty host", DNS{Addr: ":80"}, "host:port"},
+		{"empty host", DNS{Addr: ":80"}, "no host"},
 		{"network", DNS{Addr: "a:1", Network: "tcp"}, "Network"},
 		{"refresh", DNS{Addr: "a:1", Refresh: -1}, "Refresh"},
 		{"jitter high", DNS{Addr: "a:1", Jitter: 1}, "Jitter"},

@@ -19,10 +19,10 @@ import (
 // some moment during that pick. Run under -race.
 func TestStorm(t *testing.T) {
 	t.Parallel()
-	builders := []Builder{RoundRobin{}, WeightedRoundRobin{}, Random{}, WeightedRandom{}, P2C{}, Ring{Replicas: 64}, Ring{Replicas: 64, LoadFactor: 1.25}, Maglev{TableSize: 1009}}
-	for _, b := range builders {
+	builders := []Builder{RoundRobin{}, WeightedRoundRobin{}, WeightedRoundRobin{MaxSchedule: 4}, Random{}, WeightedRandom{}, P2C{}, Ring{Replicas: 64}, Ring{Replicas: 64, LoadFactor: 1.25}, Maglev{TableSize: 1009}}
+	for i, b := range builders {
 		b := b
-		t.Run(fmt.Sprintf("%T", b), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d-%T", i, b), func(t *testing.T) {
 			t.Parallel()
 			storm(t, b)
 		})
@@ -136,9 +136,17 @@ func storm(t *testing.T, builder Builder) {
 				picks.Add(1)
 				tried = append(tried[:0], pk.Backend)
 				runtime.Gosched() // let the updater in: 32 spinning goroutines would starve it
-				if (i+g)%7 == 0 {
+				switch {
+				case (i+g)%7 == 0:
 					pk.Done(failure, time.Microsecond)
-				} else {
+				case (i+g)%11 == 0: // finished twice, and by a copy: counts once
+					cp := pk
+					pk.Cancel()
+					cp.Done(failure, time.Microsecond)
+				case (i+g)%13 == 0:
+					pk.Done(nil, time.Microsecond)
+					pk.Done(nil, time.Microsecond)
+				default:
 					pk.Done(nil, time.Microsecond)
 				}
 			}

@@ -410,7 +410,7 @@ func TestTransportBadInput(t *testing.T) {
 			{"nil balancer", nil, nil, "needs a Balancer"},
 			{"zero attempts", bal, []lb.TransportOption{lb.WithMaxAttempts(0)}, "WithMaxAttempts(0)"},
 			{"negative ratio", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{Ratio: -1})}, "Ratio is -1"},
-			{"short window", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{Window: time.Millisecond})}, "at least 1s"},
+			{"short window", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{Window: time.Millisecond})}, "from 1s to 1h"},
 			{"negative floor", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{MinPerSecond: -1})}, "MinPerSecond is -1"},
 			{"zero idle", bal, []lb.TransportOption{lb.WithMaxIdleConnsPerBackend(0)}, "WithMaxIdleConnsPerBackend(0)"},
 			{"base and TLS", bal, []lb.TransportOption{lb.WithBase(http.DefaultTransport), lb.WithTLSClientConfig(nil), lb.WithMaxIdleConnsPerBackend(4)}, "WithBase"},
