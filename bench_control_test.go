@@ -111,3 +111,25 @@ func BenchmarkNewBackendPool(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBuildLarge builds pickers over 10,000 backends of weights 1 to
+// 5 (SRV-like sets): no strategy's build may grow with N × period.
+func BenchmarkBuildLarge(b *testing.B) {
+	bs, err := NewBackends(benchEndpoints(10_000, true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name    string
+		builder Builder
+	}{{"WeightedRoundRobin", WeightedRoundRobin{}}, {"RoundRobin", RoundRobin{}}, {"P2C", P2C{}}, {"WeightedRandom", WeightedRandom{}}} {
+		b.Run(bc.name+"/N=10000", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := bc.builder.Build(bs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

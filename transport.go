@@ -38,21 +38,35 @@ import (
 // A failed attempt is retried on a backend not yet tried for the request
 // (Balancer.PickNext), up to WithMaxAttempts attempts, when that cannot
 // duplicate a side effect: the request never reached a backend (see
-// ErrNotSent), or its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
-// DELETE, or an Idempotency-Key header) and its body can be sent again
-// (none, or GetBody set, as http.NewRequest does for in-memory bodies);
-// WithRetryNonIdempotent lifts the method rule. Retries spend a
-// RetryBudget. The error returned when no attempt gave a response is an
-// *Error: it lists the backends tried and why each failed, and says
-// whether the request may have executed (ErrMaybeExecuted) or was never
-// sent (ErrNotSent).
+// ErrNotSent: proven by where the error happened, a dial or a TLS
+// handshake, never by its type), or its method is idempotent (GET, HEAD,
+// OPTIONS, TRACE, PUT, DELETE, or an Idempotency-Key header) and its body
+// can be sent again (none, or GetBody set, as http.NewRequest does for
+// in-memory bodies); WithRetryNonIdempotent lifts the method rule.
+// Retries spend a RetryBudget. The error returned when no attempt gave a
+// response is an *Error: it lists the backends tried and why each failed,
+// and says whether the request may have executed (ErrMaybeExecuted) or was
+// never sent (ErrNotSent).
 //
-// Every request goes to the Balancer's backends, whatever the host of its
-// URL: use one Transport (and http.Client) per service, and mind that a
-// redirect to another host would be sent to the pool too (set
-// http.Client.CheckRedirect to refuse those). A Transport is safe for
-// concurrent use. Response bodies must be closed (as with any
-// http.Client), or the backend's in-flight count never drops.
+// Whose fault a failure is decides what it counts for. A request that
+// net/http would refuse to send (an invalid header, method or scheme) is
+// refused before a pick, and a request body that fails on the caller's
+// side (a read error, a length other than ContentLength) ends the request;
+// both wrap ErrInvalidRequest and never count against a backend. The
+// caller's cancelled context ends everything at once and counts as neither
+// a success nor a failure, also when it cuts a streaming body short.
+//
+// Without WithHosts, every request goes to the Balancer's backends,
+// whatever the host of its URL: a redirect to another site would be sent
+// to the pool too. WithHosts names the hosts the Transport serves; others
+// go to WithFallback's RoundTripper, or are refused (ErrUnknownHost). A
+// Transport is safe for concurrent use. Response bodies must be closed (as
+// with any http.Client), or the backend's in-flight count never drops.
+//
+// Memory: the default base keeps one http.Transport per backend that was
+// sent a request, about 0.8 KiB with no connection open; each idle
+// connection costs what net/http's do (two goroutines and their buffers,
+// some 20 KiB).
 type Transport struct {
 	bal         *Balancer
 	base        http.RoundTripper

@@ -16,7 +16,9 @@ import (
 // indexed by an atomic counter: a pick is O(1) and takes no lock.
 //
 // When the period is longer than MaxSchedule (say 100,000 backends of
-// weight 1), it is not precomputed, and the order is not nginx's: picks
+// weight 1), or computing it would take more than 16M steps of nginx's
+// O(N) algorithm (N × period: 4,000 backends of weights 1 to 5 take about
+// 12M), it is not precomputed, and the order is not nginx's: picks
 // walk the line of the period's slots, each backend owning a run of slots
 // as long as its weight, by a stride of about 0.618 of the period, coprime
 // with it (a golden-ratio interleave). Every period of picks visits each
@@ -42,6 +44,11 @@ type WeightedRoundRobin struct {
 // DefaultMaxSchedule is the default cap on the precomputed period of a
 // WeightedRoundRobin picker: 65,536 entries, 512 KiB.
 const DefaultMaxSchedule = 1 << 16
+
+// maxScheduleWork bounds the work of precomputing nginx's sequence, which
+// is O(N × period): past 16M steps (tens of milliseconds; 10,000 backends
+// of weights 1 to 5 would take a second), a build uses the stride line.
+const maxScheduleWork = 1 << 24
 
 // maxScheduleLimit is the largest accepted MaxSchedule (8 MiB of schedule).
 const maxScheduleLimit = 1 << 20
@@ -98,7 +105,7 @@ func (w WeightedRoundRobin) build(backends []*Backend) (*WeightedRoundRobinPicke
 	}
 	p := &WeightedRoundRobinPicker{backends: backends, period: uint64(total)}
 	p.st = newStripes(w.Stripes, p.period, newRandSource(w.Rand))
-	if total > int64(limit) {
+	if total > int64(limit) || int64(len(backends))*total > maxScheduleWork {
 		p.line = newStrideLine(weights, uint64(total))
 		return p, nil
 	}
@@ -242,8 +249,9 @@ func (p *WeightedRoundRobinPicker) pickLine() *Backend {
 // weights divided by their greatest common divisor.
 func (p *WeightedRoundRobinPicker) Period() int { return int(p.period) }
 
-// Precomputed reports whether the period's sequence was precomputed (it is
-// unless the period is longer than MaxSchedule).
+// Precomputed reports whether the period's sequence was precomputed, in
+// nginx's order (it is unless the period is longer than MaxSchedule or too
+// long to compute over this many backends).
 func (p *WeightedRoundRobinPicker) Precomputed() bool { return p.sched != nil }
 
 // Backends returns the backends the picker was built over. The slice must
