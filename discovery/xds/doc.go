@@ -29,8 +29,10 @@
 //
 // The set reported is every endpoint of every named cluster, sorted by
 // address, and a set equal to the last one is not reported again. The
-// first set is reported after the first response accepted; clusters the
-// server has not sent yet contribute nothing until it does.
+// first set is reported after the first accepted response that carries
+// one of the clusters (or no resources at all, below); clusters the
+// server has not sent yet contribute nothing until it does. Resources
+// not subscribed to are ignored.
 //
 // What empties the set: a ClusterLoadAssignment with no endpoints (or none
 // that are included, below) empties its cluster; a response with no

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -138,6 +139,7 @@ func (r Resolver) withDefaults() (Resolver, error) {
 	case r.MaxResponseBytes < 0:
 		return bad("MaxResponseBytes is %d; it must be >= 0", r.MaxResponseBytes)
 	}
+	r.Clusters = slices.Clone(r.Clusters) // the caller's slice may change
 	seen := make(map[string]bool, len(r.Clusters))
 	for i, c := range r.Clusters {
 		switch {
@@ -239,12 +241,14 @@ type updateError struct{ err error }
 func (e updateError) Error() string { return e.err.Error() }
 
 func (r Resolver) nodeProto() *corev3.Node {
+	var loc *corev3.Locality
+	if l := r.Node.Locality; l != (Locality{}) {
+		loc = &corev3.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.SubZone}
+	}
 	return &corev3.Node{
-		Id:      r.Node.ID,
-		Cluster: r.Node.Cluster,
-		Locality: &corev3.Locality{
-			Region: r.Node.Locality.Region, Zone: r.Node.Locality.Zone, SubZone: r.Node.Locality.SubZone,
-		},
+		Id:            r.Node.ID,
+		Cluster:       r.Node.Cluster,
+		Locality:      loc,
 		UserAgentName: "go-lb",
 		ClientFeatures: []string{
 			// The overprovisioning factor (and so locality spill-over by

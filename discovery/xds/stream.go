@@ -123,13 +123,13 @@ func (w *watcher) handle(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 		w.Logger.Warn("xds: ignoring a response of a type not asked for", "type_url", resp.GetTypeUrl())
 		return nil, nil
 	}
-	clusters, set, err := w.accept(resp)
+	clusters, set, heard, err := w.accept(resp)
 	if err != nil {
 		return w.nack(ctx, resp, err)
 	}
 	w.rejected.n = 0
 	w.clusters, w.version = clusters, resp.GetVersionInfo()
-	if !w.reported || !slices.EqualFunc(w.last, set, record.equal) {
+	if w.reported && !slices.EqualFunc(w.last, set, record.equal) || !w.reported && heard {
 		eps := make([]lb.Endpoint, len(set))
 		for i, r := range set {
 			eps[i] = r.endpoint()
@@ -173,40 +173,43 @@ func (w *watcher) nack(ctx context.Context, resp *discoveryv3.DiscoveryResponse,
 // accept decodes the resources of resp and returns the clusters and the
 // set they would make, or why resp must be rejected. A response without
 // resources removes every cluster (see the package documentation); one
-// with some leaves the clusters it does not carry as they were.
-func (w *watcher) accept(resp *discoveryv3.DiscoveryResponse) (map[string][]record, []record, error) {
+// with some leaves the clusters it does not carry as they were. heard
+// says whether resp tells anything of the subscribed clusters: until a
+// response does, no set is reported.
+func (w *watcher) accept(resp *discoveryv3.DiscoveryResponse) (_ map[string][]record, _ []record, heard bool, _ error) {
 	next := make(map[string][]record, len(w.wanted))
 	carried := make(map[string]bool, len(resp.GetResources()))
+	heard = len(resp.GetResources()) == 0
 	for i, res := range resp.GetResources() {
 		name, cla, err := unpack(res)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resources[%d]: %w", i, err)
+			return nil, nil, false, fmt.Errorf("resources[%d]: %w", i, err)
 		}
 		if name == "" {
-			return nil, nil, fmt.Errorf("resources[%d]: %w: a ClusterLoadAssignment without a cluster_name", i, lb.ErrInvalidEndpoint)
+			return nil, nil, false, fmt.Errorf("resources[%d]: %w: a ClusterLoadAssignment without a cluster_name", i, lb.ErrInvalidEndpoint)
 		}
 		if !w.wanted[name] {
 			w.Logger.Debug("xds: ignoring a resource not subscribed to", "name", name)
 			continue
 		}
 		if carried[name] {
-			return nil, nil, fmt.Errorf("resources[%d]: %q appears twice in the response", i, name)
+			return nil, nil, false, fmt.Errorf("resources[%d]: %q appears twice in the response", i, name)
 		}
 		carried[name] = true
 		if cla == nil { // a heartbeat: the resource is unchanged
 			if old, ok := w.clusters[name]; ok {
-				next[name] = old
+				next[name], heard = old, true
 			}
 			continue
 		}
 		recs, sk, err := convert(cla)
 		if err != nil {
-			return nil, nil, fmt.Errorf("resources[%d]: %w", i, err)
+			return nil, nil, false, fmt.Errorf("resources[%d]: %w", i, err)
 		}
 		if sk.n > 0 {
 			w.Logger.Warn("xds: leaving out endpoints lb cannot use", "cluster", name, "count", sk.n, "first", sk.first)
 		}
-		next[name] = recs
+		next[name], heard = recs, true
 	}
 	if len(resp.GetResources()) > 0 {
 		for name, recs := range w.clusters {
@@ -223,9 +226,9 @@ func (w *watcher) accept(resp *discoveryv3.DiscoveryResponse) (map[string][]reco
 	}
 	set, err := mergeSets(sets)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return next, set, nil
+	return next, set, heard, nil
 }
 
 // unpack returns the name of a resource and its ClusterLoadAssignment,
