@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -288,28 +287,20 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// count returns how many messages contain s.
-func (l *logRecorder) count(s string) int {
+// matching returns the messages that contain s, oldest first.
+func (l *logRecorder) matching(s string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	var out []string
 	for _, m := range l.msgs {
 		if strings.Contains(m, s) {
-			n++
+			out = append(out, m)
 		}
 	}
-	return n
+	return out
 }
 
-func (l *logRecorder) find(s string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	i := slices.IndexFunc(l.msgs, func(m string) bool { return strings.Contains(m, s) })
-	if i < 0 {
-		return ""
-	}
-	return l.msgs[i]
-}
+func (l *logRecorder) count(s string) int { return len(l.matching(s)) }
 
 // Builders of EDS resources.
 

@@ -214,13 +214,21 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 		wait := retryWait(failures, r.MinBackoff, r.MaxBackoff)
 		r.Logger.Warn("xds: the stream to the management server ended; keeping the last set",
 			"stream", r.Stream, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, wait); err != nil {
+			return err
 		}
+	}
+}
+
+// sleep waits for d, or returns ctx.Err() when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -158,12 +157,8 @@ func (w *watcher) nack(ctx context.Context, resp *discoveryv3.DiscoveryResponse,
 		wait := retryWait(w.rejected.n, w.MinBackoff, w.MaxBackoff)
 		w.Logger.Debug("xds: the server sent a rejected version again; NACKing it again after a wait",
 			"version", version, "wait", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
 		}
 	}
 	w.rejected.n++
