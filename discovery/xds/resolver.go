@@ -181,6 +181,9 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 	if update == nil {
 		return fmt.Errorf("%w: xds.Resolver.Watch needs an update function", lb.ErrInvalidConfig)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	conn := r.Conn
 	if conn == nil {
 		opts := append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{

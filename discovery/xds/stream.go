@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -74,26 +73,35 @@ func (w *watcher) run(ctx context.Context, conn *grpc.ClientConn) (delivered boo
 	first.Node = w.node
 	w.rejected.n = 0
 	w.Logger.Debug("xds: subscribing", "stream", w.Stream, "clusters", w.Clusters, "version", w.version)
-	for req := first; ; {
-		if err := s.Send(req); err != nil {
-			_, rerr := s.Recv() // the stream's status, when the server ended it
-			return delivered, errors.Join(err, rerr)
+	send := func(req *discoveryv3.DiscoveryRequest) error {
+		err := s.Send(req)
+		if err == nil {
+			return nil
 		}
+		// Send fails with io.EOF when the stream has ended; Recv says why.
+		if _, rerr := s.Recv(); rerr != nil {
+			return rerr
+		}
+		return err
+	}
+	if err := send(first); err != nil {
+		return false, err
+	}
+	for {
 		resp, err := s.Recv()
 		if err != nil {
 			return delivered, err
 		}
 		delivered = true
-		if req, err = w.handle(ctx, resp); err != nil {
+		req, err := w.handle(ctx, resp)
+		if err != nil {
 			return delivered, err
 		}
-		for req == nil { // a response that needs no answer
-			if resp, err = s.Recv(); err != nil {
-				return delivered, err
-			}
-			if req, err = w.handle(ctx, resp); err != nil {
-				return delivered, err
-			}
+		if req == nil { // a response that needs no answer
+			continue
+		}
+		if err := send(req); err != nil {
+			return delivered, err
 		}
 	}
 }
