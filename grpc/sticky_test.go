@@ -1,0 +1,102 @@
+package lbgrpc_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestKeyedCallsStick: with the ring and Maglev, every call with a key goes
+// to the same server, whether the key comes from WithHashKey or from the
+// requestHashHeader metadata. A key moves only when its server leaves:
+// removed by the resolver, or killed; and it comes back with the server.
+func TestKeyedCallsStick(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		give string
+		// stray is how many keys of servers that stay may move when one
+		// leaves: none on the ring; Maglev trades a few for its balance.
+		stray int
+	}{
+		{give: "ring", stray: 0},
+		{give: "maglev", stray: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			t.Parallel()
+			a, b, c := startServer(t, "a"), startServer(t, "b"), startServer(t, "c")
+			cl := newClient(t, serviceConfig(fmt.Sprintf(`{"strategy": %q, "requestHashHeader": "X-User"}`, tt.give)),
+				endpointsOf(a, b, c))
+
+			const keys = 60
+			place := func(header string) map[string]string {
+				got := make(map[string]string, keys)
+				for i := 0; i < keys; i++ {
+					k := "user-" + strconv.Itoa(i)
+					got[k] = cl.keyed(k, header)
+				}
+				return got
+			}
+			start := time.Now()
+			home := place("")
+			t.Logf("first placement %v", time.Since(start))
+			assert.Equal(t, home, place(""), "a key's calls stay on one server")
+			assert.Equal(t, home, place("x-user"), "the header gives the key's server too")
+			for _, s := range []string{"a", "b", "c"} {
+				assert.Contains(t, values(home), s, "keys spread over every server")
+			}
+
+			// The resolver drops b: b's keys move, the others stay. (The
+			// manual resolver's update returns once the policy has it.)
+			cl.update(endpointsOf(a, c))
+			require.Len(t, cl.stats(), 2)
+			moved := place("")
+			strays := 0
+			for k, s := range home {
+				switch {
+				case s == "b":
+					assert.NotEqual(t, "b", moved[k], "key %s left b", k)
+				case moved[k] != s:
+					strays++
+				}
+			}
+			t.Logf("removal: %d strays, at %v", strays, time.Since(start))
+			assert.LessOrEqual(t, strays, tt.stray, "keys that moved between servers that stayed")
+
+			// b comes back: every key is home again.
+			// Its keys wait for its new connection rather than go elsewhere.
+			cl.update(endpointsOf(a, b, c))
+			require.Len(t, cl.stats(), 3)
+			assert.Equal(t, home, place(""), "keys go back to b")
+
+			// c is killed (the resolver still lists it): its keys move
+			// once its SubConn has failed to reconnect; the others stay.
+			c.stop()
+			down := place("")
+			strays = 0
+			for k, s := range home {
+				switch {
+				case s == "c":
+					assert.NotEqual(t, "c", down[k], "key %s left the killed c", k)
+				case down[k] != s:
+					strays++
+				}
+			}
+			t.Logf("kill: %d strays, at %v", strays, time.Since(start))
+			assert.LessOrEqual(t, strays, tt.stray, "keys that moved between servers that stayed up")
+			assert.True(t, cl.stats()["c"].Unhealthy, "c is marked down in lb")
+		})
+	}
+}
+
+func values(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
