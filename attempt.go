@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -46,6 +47,7 @@ type attempt struct {
 	lat  time.Duration // time to the response headers
 	body io.ReadCloser // the base's response body
 	fail error         // what Done gets on a clean end: nil or errFailureStatus
+	eof  bool          // the body was read to its end
 	done atomic.Bool
 }
 
@@ -87,6 +89,7 @@ func withBody(req *http.Request, body io.ReadCloser) *http.Request {
 func (a *attempt) wrap(resp *http.Response, fail error) *http.Response {
 	a.fail = fail
 	if resp.Body == nil || resp.Body == http.NoBody {
+		a.eof = true
 		a.finish(fail)
 		return resp
 	}
@@ -105,6 +108,7 @@ func (a *attempt) Read(p []byte) (int, error) {
 	n, err := a.body.Read(p)
 	if err != nil {
 		if err == io.EOF {
+			a.eof = true
 			a.finish(a.fail)
 		} else {
 			a.finish(err)
@@ -120,14 +124,20 @@ func (a *attempt) Close() error {
 	return err
 }
 
-// finish calls the pick's Done once. An error while the caller's context
-// is done is the caller's doing, not the backend's.
+// The caller's context may end while the body is read: a body that then
+// ends with an error, or that the caller closes before its end, was cut
+// short by the caller. That is neither the backend's failure nor a success
+// (Cancel), unless the response was a failure already (its status).
+
+// finish ends the pick once, with err: nil for a body read to its end or
+// closed by the caller, the body's error, or a.fail.
 func (a *attempt) finish(err error) {
 	if !a.done.CompareAndSwap(false, true) {
 		return
 	}
-	if err != nil && err != a.fail && a.ctx.Err() != nil {
-		err = nil
+	if a.fail == nil && a.ctx.Err() != nil && !a.eof {
+		a.pick.Cancel()
+		return
 	}
 	a.pick.Done(err, a.lat)
 }
@@ -152,17 +162,78 @@ type sentBodies struct {
 	cur *sentBody // the current attempt's
 }
 
-func newSentBodies(rc io.ReadCloser) *sentBodies {
-	return &sentBodies{cur: &sentBody{src: &bodySource{rc: rc}}}
+func newSentBodies(rc io.ReadCloser, contentLength int64) *sentBodies {
+	src := &bodySource{rc: rc}
+	src.want = contentLength
+	return &sentBodies{cur: &sentBody{src: src}}
 }
 
 // bodySource is the caller's request body, closed once.
 type bodySource struct {
+	bodyCheck
 	rc   io.ReadCloser
 	once sync.Once
 }
 
 func (s *bodySource) close() { s.once.Do(func() { s.rc.Close() }) }
+
+// bodyCheck watches a request body as net/http reads it, for failures of
+// the caller's side: a read error of the body itself, or a length other
+// than the request's ContentLength (net/http then refuses to go on). Such a
+// failure is the caller's, not the backend's. net/http may read the body
+// on a goroutine of its own, after RoundTrip returned: the fields are
+// atomic.
+type bodyCheck struct {
+	want int64 // ContentLength: > 0 when known
+	n    atomic.Int64
+	bad  atomic.Pointer[error]
+}
+
+// errBodyLength is the cause of a body failure for a length other than
+// ContentLength.
+var errBodyLength = errors.New("body length differs from ContentLength")
+
+// observe records one Read of the body.
+func (c *bodyCheck) observe(n int, err error) {
+	total := c.n.Add(int64(n))
+	switch {
+	case err != nil && err != io.EOF:
+		c.fail(err)
+	case c.want > 0 && (total > c.want || err == io.EOF && total != c.want):
+		c.fail(fmt.Errorf("%w: ContentLength is %d, the body has %d or more bytes", errBodyLength, c.want, total))
+	}
+}
+
+func (c *bodyCheck) fail(err error) { c.bad.CompareAndSwap(nil, &err) }
+
+// failure returns the body's failure, or nil.
+func (c *bodyCheck) failure() error {
+	if p := c.bad.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// checkedBody is a replayable request body (the caller's, or one GetBody
+// made) as one attempt sends it.
+type checkedBody struct {
+	bodyCheck
+	rc io.ReadCloser
+}
+
+func newCheckedBody(rc io.ReadCloser, contentLength int64) *checkedBody {
+	b := &checkedBody{rc: rc}
+	b.want = contentLength
+	return b
+}
+
+func (b *checkedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.observe(n, err)
+	return n, err
+}
+
+func (b *checkedBody) Close() error { return b.rc.Close() }
 
 // The states of a sentBody.
 const (
@@ -194,7 +265,9 @@ func (b *sentBody) Read(p []byte) (int, error) {
 		case bodyClosedUnread:
 			return 0, http.ErrBodyReadAfterClose
 		}
-		return b.src.rc.Read(p)
+		n, err := b.src.rc.Read(p)
+		b.src.observe(n, err)
+		return n, err
 	}
 }
 

@@ -27,11 +27,27 @@ type Balancer struct {
 	opts    options
 	group   *loadGroup
 
-	mu      sync.Mutex // serialises Update, ejection, readmission, Close
-	members []*Backend // the current set, in the order given to Update
-	byAddr  map[string]*Backend
-	timers  map[*Backend]*time.Timer
-	closed  bool
+	// buildMu serialises picker builds: Update's, and the background
+	// rebuilds after ejections, readmissions and health changes. A build
+	// can take milliseconds over thousands of backends; nothing on a
+	// request's path waits for this lock.
+	buildMu sync.Mutex
+	// mu guards the fields below. It is held for O(1) work (or O(N) of
+	// pointer copies in Update), never during a build, so an ejection
+	// on a request's path takes it without waiting for one.
+	mu       sync.Mutex
+	members  []*Backend          // the current set, in the order given to Update
+	byKey    map[string]*Backend // by canonicalAddr
+	timers   map[*Backend]Timer
+	ejected  int // members ejected now
+	closed   bool
+	closedCh chan struct{} // closed by Close
+
+	// Background rebuilds: dirty says the picker is out of date with the
+	// backends' availability; rebuilding that a goroutine applies it.
+	dirty      atomic.Bool
+	rebuilding atomic.Bool
+	rebuilds   sync.WaitGroup // the running rebuild goroutine, for Close
 }
 
 // snapshot is what a pick reads: one atomic load.
@@ -39,7 +55,11 @@ type snapshot struct {
 	picker    Picker
 	available []*Backend // what the picker was built over
 	members   []*Backend // every backend of the set, ejected or not
-	err       error      // non-nil: no picker (empty set, or closed)
+	gen       uint64     // the membership version: changes with the set, not with availability
+	// all: the picker is built over every member, because none is
+	// available (the panic threshold): picks do not avoid any.
+	all bool
+	err error // non-nil: no picker (empty set, or closed)
 }
 
 // Option configures a Balancer.
@@ -55,7 +75,7 @@ type options struct {
 	outlier   OutlierDetection
 	logger    *slog.Logger
 	endpoints []Endpoint
-	now       func() time.Time
+	clock     Clock
 }
 
 // defaultOptions is the one place defaults are set.
@@ -63,7 +83,7 @@ func defaultOptions() options {
 	return options{
 		outlier: OutlierDetection{}, // off
 		logger:  slog.New(discardHandler{}),
-		now:     time.Now,
+		clock:   systemClock{},
 	}
 }
 
@@ -116,11 +136,12 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		o.outlier = od
 	}
 	bal := &Balancer{
-		builder: b,
-		opts:    o,
-		group:   new(loadGroup),
-		byAddr:  map[string]*Backend{},
-		timers:  map[*Backend]*time.Timer{},
+		builder:  b,
+		opts:     o,
+		group:    new(loadGroup),
+		byKey:    map[string]*Backend{},
+		timers:   map[*Backend]Timer{},
+		closedCh: make(chan struct{}),
 	}
 	if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
 		bal.group.track = lt.needsTotalLoad()
@@ -135,10 +156,44 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 }
 
 // Pick is one call's backend, and the handle that reports the call's end.
+// Done and Cancel finish it: the first call of either wins, and later
+// calls (on the Pick or on any copy of it) do nothing, so a pick is never
+// counted twice.
 type Pick struct {
 	// Backend is the chosen backend.
 	Backend *Backend
 	bal     *Balancer
+	tok     *pickToken
+	gen     uint64
+}
+
+// pickToken makes finishing a pick idempotent without an allocation: a
+// pick takes a token from a pool and notes its generation; finishing
+// advances the generation (only the first finish can) and returns the
+// token. A stale copy's generation no longer matches, however often the
+// token has been reused since.
+type pickToken struct{ gen atomic.Uint64 }
+
+var pickTokens = sync.Pool{New: func() any { return new(pickToken) }}
+
+func (b *Balancer) newPick(be *Backend) Pick {
+	be.begin()
+	t := pickTokens.Get().(*pickToken)
+	return Pick{Backend: be, bal: b, tok: t, gen: t.gen.Load()}
+}
+
+// claim reports whether this call is the first to finish the pick.
+func (p *Pick) claim() bool {
+	if p.Backend == nil {
+		return false
+	}
+	if t := p.tok; t != nil {
+		if !t.gen.CompareAndSwap(p.gen, p.gen+1) {
+			return false
+		}
+		pickTokens.Put(t)
+	}
+	return true
 }
 
 // Addr returns the chosen backend's address ("" for the zero Pick).
@@ -152,15 +207,16 @@ func (p Pick) Addr() string {
 // Done reports the end of the call: err is nil for a success and non-nil
 // for a failure of the backend (the caller decides what counts: a refused
 // connection does, a 404 usually does not), latency is the call's duration
-// (0 or less: not measured). Call it exactly once per successful Pick; it
-// decrements the backend's in-flight count, feeds its latency EWMA and
-// failure streak, and may eject it (see OutlierDetection). Done on the zero
-// Pick does nothing. It allocates nothing unless it ejects.
+// (0 or less: not measured). It decrements the backend's in-flight count,
+// feeds its latency EWMA and failure streak, and may eject it (see
+// OutlierDetection). Only the first Done or Cancel of a pick counts; Done
+// on the zero Pick does nothing. It allocates nothing, and never waits for
+// a picker rebuild (an ejection is applied in the background).
 func (p Pick) Done(err error, latency time.Duration) {
-	b := p.Backend
-	if b == nil {
+	if !p.claim() {
 		return
 	}
+	b := p.Backend
 	b.observe(err, latency)
 	if err != nil && p.bal != nil {
 		p.bal.failed(b)
@@ -170,11 +226,12 @@ func (p Pick) Done(err error, latency time.Duration) {
 // Cancel ends a pick whose call never ran or whose caller gave up (a
 // cancelled context, a request that could not be built): it lowers the
 // in-flight count and records neither a success nor a failure, so the
-// backend's streak and latency are left as they were. Call Cancel or Done,
-// not both. It allocates nothing.
+// backend's streak and latency are left as they were. Only the first Done
+// or Cancel of a pick counts. It allocates nothing.
 func (p Pick) Cancel() {
-	if b := p.Backend; b != nil {
-		b.end()
+	if p.claim() {
+		p.Backend.cancels.Add(1)
+		p.Backend.end()
 	}
 }
 
@@ -196,8 +253,47 @@ func (b *Balancer) Pick(key string) (Pick, error) {
 	if err != nil {
 		return Pick{}, err
 	}
-	be.begin()
-	return Pick{Backend: be, bal: b}, nil
+	if be.out.Load() != 0 && !s.all {
+		be = avoid(s, key, be)
+	}
+	return b.newPick(be), nil
+}
+
+// avoid returns a backend to use instead of be, which left the picker's
+// set (ejected, marked down) since the picker was built: a rebuild is on
+// its way, and until then picks go around be. Hash pickers go down the
+// key's order of preference, which on a ring is where the rebuilt picker
+// will send the key; the others pick again. If every backend of the
+// picker is out, be is kept.
+func avoid(s *snapshot, key string, be *Backend) *Backend {
+	if pl, ok := s.picker.(PreferenceLister); ok {
+		var buf [8]*Backend
+		for _, c := range pl.AppendPreferences(buf[:0], key, len(buf)) {
+			if c.out.Load() == 0 {
+				return c
+			}
+		}
+		for _, c := range pl.AppendPreferences(nil, key, len(s.available)) {
+			if c.out.Load() == 0 {
+				return c
+			}
+		}
+		return be
+	}
+	for try := 0; try < 3; try++ {
+		if c, err := s.picker.Pick(key); err == nil && c.out.Load() == 0 {
+			return c
+		}
+	}
+	for _, set := range [][]*Backend{s.available, s.members} {
+		off := slices.Index(set, be) + 1
+		for i := range set {
+			if c := set[(off+i)%len(set)]; c.out.Load() == 0 {
+				return c
+			}
+		}
+	}
+	return be
 }
 
 // PickNext chooses a backend for a retry: one that is not in tried. Hash
@@ -215,20 +311,20 @@ func (b *Balancer) PickNext(key string, tried []*Backend) (Pick, error) {
 	if be == nil {
 		return Pick{}, fmt.Errorf("%w: all %d backends were tried", ErrNoEndpoints, len(s.members))
 	}
-	be.begin()
-	return Pick{Backend: be, bal: b}, nil
+	return b.newPick(be), nil
 }
 
 func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
 	var start *Backend // where the scans for an untried backend begin
+	usable := func(be *Backend) bool { return !containsBackend(tried, be) && (s.all || be.out.Load() == 0) }
 	if len(tried) == 0 {
-		if be, err := s.picker.Pick(key); err == nil {
+		if be, err := s.picker.Pick(key); err == nil && usable(be) {
 			return be
 		}
 	}
 	if pl, ok := s.picker.(PreferenceLister); ok {
 		for _, be := range pl.AppendPreferences(make([]*Backend, 0, len(tried)+1), key, len(tried)+1) {
-			if !containsBackend(tried, be) {
+			if usable(be) {
 				return be
 			}
 			start = be
@@ -237,7 +333,7 @@ func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
 		var last *Backend
 		for try := 0; try < 3; try++ {
 			be, err := s.picker.Pick(key)
-			if err == nil && !containsBackend(tried, be) {
+			if err == nil && usable(be) {
 				return be
 			}
 			last = be
@@ -247,13 +343,15 @@ func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
 		// Builder has a seeded Rand).
 		start = last
 	}
-	for _, set := range [][]*Backend{s.available, s.members} {
+	for pass, set := range [][]*Backend{s.available, s.available, s.members} {
 		off := 0
 		if start != nil {
 			off = slices.Index(set, start) + 1 // 0 when not in set
 		}
 		for i := range set {
-			if be := set[(off+i)%len(set)]; !containsBackend(tried, be) {
+			// The first pass takes backends still available, the others
+			// any untried one.
+			if be := set[(off+i)%len(set)]; !containsBackend(tried, be) && (pass > 0 || s.all || be.out.Load() == 0) {
 				return be
 			}
 		}
@@ -264,33 +362,43 @@ func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
 // Update replaces the endpoint set. It copies and validates eps (errors
 // wrap ErrInvalidEndpoint or ErrDuplicateEndpoint, and leave the balancer
 // as it was); backends whose address stays keep their counters and
-// ejection state, taking the new weight and labels; the picker is rebuilt
-// unless the set is unchanged. An empty eps empties the balancer: Pick then
-// returns ErrNoEndpoints.
+// ejection state, taking the new weight and labels; the picker is rebuilt,
+// and published before Update returns, unless the set is unchanged. An
+// empty eps empties the balancer: Pick then returns ErrNoEndpoints. Two
+// spellings of one destination ("Host:80" and "host:80", "[::1]:80" and
+// "[0:0::1]:80") are the same endpoint: duplicates in eps, and the same
+// backend across Updates when spelled alike.
 func (b *Balancer) Update(eps []Endpoint) error {
 	if err := validateSet(eps); err != nil {
 		return err
 	}
+	b.buildMu.Lock()
+	defer b.buildMu.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return ErrClosed
 	}
 	if b.sameSet(eps) {
+		b.mu.Unlock()
 		return nil
 	}
 	members := make([]*Backend, len(eps))
-	byAddr := make(map[string]*Backend, len(eps))
+	byKey := make(map[string]*Backend, len(eps))
 	for i, e := range eps {
-		be := b.byAddr[e.Addr]
-		if be == nil {
-			be = newBackend(e, b.group)
+		be := b.byKey[canonicalAddr(e.Addr)]
+		if be == nil || be.addr != e.Addr {
+			be = newBackend(e, b.group) // new, or respelled: its own counters
 		}
 		members[i] = be
-		byAddr[e.Addr] = be
+		byKey[be.key] = be
 	}
+	gen := b.snap.Load().gen + 1
+	b.mu.Unlock()
+
 	// New weights and labels first (builders read them), put back if the
-	// build fails: a Builder error leaves everything as it was.
+	// build fails: a Builder error leaves everything as it was. Only
+	// Update writes meta, under buildMu.
 	old := make(map[*Backend]*backendMeta)
 	for i, e := range eps {
 		if be := members[i]; !sameMeta(be.meta.Load(), e) {
@@ -298,32 +406,42 @@ func (b *Balancer) Update(eps []Endpoint) error {
 			be.meta.Store(newMeta(e))
 		}
 	}
-	s, err := b.buildSnapshot(members)
+	b.dirty.Store(false) // this build sees every availability change so far
+	s, err := b.buildSnapshot(members, gen)
 	if err != nil {
 		for be, m := range old {
 			be.meta.Store(m)
 		}
 		return err
 	}
-	for addr, be := range b.byAddr {
-		if byAddr[addr] == nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	for key, be := range b.byKey {
+		if byKey[key] != be {
 			b.stopTimer(be)
+			be.removed = true
+			if be.ejected.Load() {
+				b.ejected--
+			}
 		}
 	}
-	b.members, b.byAddr = members, byAddr
+	b.members, b.byKey = members, byKey
 	b.snap.Store(s)
 	return nil
 }
 
 // sameSet reports whether eps describes the current set exactly (order
-// aside).
+// aside). Called with b.mu held.
 func (b *Balancer) sameSet(eps []Endpoint) bool {
 	if len(eps) != len(b.members) || b.members == nil {
 		return false
 	}
 	for _, e := range eps {
-		be := b.byAddr[e.Addr]
-		if be == nil || !sameMeta(be.meta.Load(), e) {
+		be := b.byKey[canonicalAddr(e.Addr)]
+		if be == nil || be.addr != e.Addr || !sameMeta(be.meta.Load(), e) {
 			return false
 		}
 	}
@@ -341,10 +459,10 @@ func sameMeta(m *backendMeta, e Endpoint) bool {
 // buildSnapshot builds a picker over the members that are available (not
 // ejected, not marked down) or, when none is, over all of them: a fleet
 // that is entirely failing is still used (the panic threshold). It is
-// called with b.mu held.
-func (b *Balancer) buildSnapshot(members []*Backend) (*snapshot, error) {
+// called with b.buildMu held, and not b.mu.
+func (b *Balancer) buildSnapshot(members []*Backend, gen uint64) (*snapshot, error) {
 	if len(members) == 0 {
-		return &snapshot{err: fmt.Errorf("%w: the endpoint set is empty", ErrNoEndpoints)}, nil
+		return &snapshot{gen: gen, err: fmt.Errorf("%w: the endpoint set is empty", ErrNoEndpoints)}, nil
 	}
 	avail := make([]*Backend, 0, len(members))
 	for _, be := range members {
@@ -352,7 +470,8 @@ func (b *Balancer) buildSnapshot(members []*Backend) (*snapshot, error) {
 			avail = append(avail, be)
 		}
 	}
-	if len(avail) == 0 {
+	all := len(avail) == 0
+	if all {
 		avail = append(avail, members...)
 	}
 	p, err := b.builder.Build(slices.Clone(avail))
@@ -362,33 +481,86 @@ func (b *Balancer) buildSnapshot(members []*Backend) (*snapshot, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: the Builder returned a nil Picker", ErrInvalidConfig)
 	}
-	return &snapshot{picker: p, available: avail, members: members}, nil
+	return &snapshot{picker: p, available: avail, members: members, gen: gen, all: all}, nil
 }
 
-// rebuild publishes a new picker over the current members, after an
-// ejection, readmission or health change. Called with b.mu held.
+// rebuildLater marks the picker out of date with the backends'
+// availability, and makes sure a goroutine rebuilds it: the caller (an
+// ejection on a request's path, a health check) does not wait. Changes
+// that come while a rebuild runs are applied by one more rebuild, so k
+// changes cost at most a few builds, not k. Called with b.mu held.
+func (b *Balancer) rebuildLater() {
+	b.dirty.Store(true)
+	if b.closed || !b.rebuilding.CompareAndSwap(false, true) {
+		return
+	}
+	b.rebuilds.Add(1)
+	b.opts.clock.AfterFunc(0, b.runRebuilds)
+}
+
+// runRebuilds rebuilds the picker until it is up to date.
+func (b *Balancer) runRebuilds() {
+	for {
+		b.buildMu.Lock()
+		for b.dirty.Swap(false) {
+			b.rebuild()
+		}
+		b.buildMu.Unlock()
+		b.rebuilding.Store(false)
+		if !b.dirty.Load() || !b.rebuilding.CompareAndSwap(false, true) {
+			b.rebuilds.Done()
+			return
+		}
+	}
+}
+
+// settle applies pending availability changes to the picker now, on the
+// caller's goroutine: for tests that look at the picker right after an
+// ejection or a health change.
+func (b *Balancer) settle() {
+	b.buildMu.Lock()
+	defer b.buildMu.Unlock()
+	for b.dirty.Swap(false) {
+		b.rebuild()
+	}
+}
+
+// rebuild publishes a new picker over the current members, after
+// ejections, readmissions or health changes. Called with b.buildMu held.
 func (b *Balancer) rebuild() {
-	s, err := b.buildSnapshot(b.members)
+	b.mu.Lock()
+	members, closed := b.members, b.closed
+	cur := b.snap.Load()
+	b.mu.Unlock()
+	if closed || len(members) == 0 {
+		return
+	}
+	s, err := b.buildSnapshot(members, cur.gen)
 	if err != nil {
 		// The builder accepted this set before; only a builder whose
 		// answer depends on the subset can fail here. Keep the old picker.
 		b.opts.logger.Error("lb: rebuilding the picker failed; keeping the previous one", "err", err)
 		return
 	}
-	b.snap.Store(s)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed && b.snap.Load() == cur { // Update holds buildMu: nothing else stores
+		b.snap.Store(s)
+	}
 }
 
 // SetHealthy marks the backend at addr up or down, as an active health
 // check decides: a backend marked down is left out of the picker (unless
-// every backend is out) until it is marked up again. The error wraps
-// ErrNoEndpoints when addr is not in the set.
+// every backend is out) until it is marked up again. The picker is
+// rebuilt in the background; picks avoid the backend at once. The error
+// wraps ErrNoEndpoints when addr is not in the set.
 func (b *Balancer) SetHealthy(addr string, healthy bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return ErrClosed
 	}
-	be := b.byAddr[addr]
+	be := b.byKey[canonicalAddr(addr)]
 	if be == nil {
 		return fmt.Errorf("%w: %q is not in the set", ErrNoEndpoints, addr)
 	}
@@ -396,13 +568,14 @@ func (b *Balancer) SetHealthy(addr string, healthy bool) error {
 		return nil
 	}
 	be.down.Store(!healthy)
+	be.setOut()
 	if healthy {
 		be.streak.Store(0)
-		b.opts.logger.Info("lb: backend healthy", "addr", addr)
+		b.opts.logger.Info("lb: backend healthy", "addr", be.addr)
 	} else {
-		b.opts.logger.Warn("lb: backend unhealthy", "addr", addr)
+		b.opts.logger.Warn("lb: backend unhealthy", "addr", be.addr)
 	}
-	b.rebuild()
+	b.rebuildLater()
 	return nil
 }
 
@@ -422,19 +595,24 @@ func (b *Balancer) Stats() []Stats {
 	return out
 }
 
-// Close stops the balancer's timers; Pick then returns ErrClosed. It is
-// safe to call more than once.
+// Close stops the balancer's timers and waits for a background rebuild
+// in progress; Pick then returns ErrClosed, and a Follower of the
+// balancer stops. It is safe to call more than once.
 func (b *Balancer) Close() error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
+		b.rebuilds.Wait()
 		return nil
 	}
 	b.closed = true
+	close(b.closedCh)
 	for be := range b.timers {
 		b.stopTimer(be)
 	}
-	b.snap.Store(&snapshot{err: ErrClosed, members: b.members})
+	b.snap.Store(&snapshot{err: ErrClosed, members: b.members, gen: b.snap.Load().gen})
+	b.mu.Unlock()
+	b.rebuilds.Wait()
 	return nil
 }
 

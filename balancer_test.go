@@ -224,6 +224,7 @@ func TestBalancerMaxEjectionPercentAndPanic(t *testing.T) {
 			require.NoError(t, bal.SetHealthy(b.Addr(), false))
 		}
 	}
+	bal.settle()
 	seen := map[string]bool{}
 	for i := 0; i < 400; i++ {
 		pk, err := bal.Pick("")

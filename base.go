@@ -55,10 +55,16 @@ type baseTransport struct {
 	maxIdle   int
 	bal       *Balancer // the set to follow; nil: keep every transport
 
-	pools atomic.Pointer[map[poolKey]*pool] // copy on write
-	seen  atomic.Pointer[snapshot]          // the set the pools were last pruned for
+	// pools holds the pool of each poolKey. Adding one is O(1) (a
+	// sync.Map store), so the first request to each of thousands of
+	// backends costs the same as to the first.
+	pools sync.Map // poolKey -> *pool
+	// seen is the membership version (snapshot.gen) the pools were last
+	// pruned for; pruning runs in the background, one at a time.
+	seen    atomic.Uint64
+	pruning atomic.Bool
 
-	mu      sync.Mutex // serialises writers of pools, and retired
+	mu      sync.Mutex // guards retired, and serialises prunes
 	retired []retiredTransport
 	now     func() time.Time                      // tests replace it
 	proxy   func(*http.Request) (*url.URL, error) // tests replace it
@@ -96,10 +102,8 @@ func newBaseTransport(tlsConfig *tls.Config, maxIdlePerBackend int, bal *Balance
 		now:       time.Now,
 		proxy:     http.ProxyFromEnvironment,
 	}
-	m := map[poolKey]*pool{}
-	b.pools.Store(&m)
 	if bal != nil {
-		b.seen.Store(bal.snap.Load())
+		b.seen.Store(bal.snap.Load().gen)
 	}
 	return b
 }
@@ -146,28 +150,13 @@ func (b *baseTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // poolFor returns the pool of k: a backend address, and a TLS server name
 // ("": from each request's URL).
 func (b *baseTransport) poolFor(k poolKey) *pool {
-	if p := (*b.pools.Load())[k]; p != nil {
-		return p
+	if p, ok := b.pools.Load(k); ok {
+		return p.(*pool)
 	}
-	return b.add(k)
-}
-
-// add returns the pool for k, making it if it is not there yet.
-func (b *baseTransport) add(k poolKey) *pool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	old := *b.pools.Load()
-	if p := old[k]; p != nil {
-		return p
-	}
-	p := b.newPool(k)
-	m := make(map[poolKey]*pool, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	m[k] = p
-	b.pools.Store(&m)
-	return p
+	// Two requests may make the pool at once: one wins, the other's
+	// http.Transport, which has dialled nothing, is dropped.
+	p, _ := b.pools.LoadOrStore(k, b.newPool(k))
+	return p.(*pool)
 }
 
 // newPool makes the pool of k: an http.Transport with
@@ -195,15 +184,58 @@ func (b *baseTransport) newPool(k poolKey) *pool {
 		t.TLSClientConfig = tc
 	}
 	p := &pool{t: t, direct: !b.proxied(k.addr)}
-	if p.direct {
-		addr := k.addr
-		t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr)
-		}
-	} else {
+	if !p.direct {
 		t.Proxy = b.proxy
+		return p
+	}
+	// Direct pools dial the backend, and make the TLS handshake themselves,
+	// so that an error of either is known to have happened before the
+	// request was written: dialError marks it, which is how the Transport
+	// proves that a request was not sent (never from an error's type).
+	addr := k.addr
+	t.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		return c, nil
+	}
+	tmpl := t.TLSClientConfig
+	t.DialTLSContext = func(ctx context.Context, network, target string) (net.Conn, error) {
+		raw, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		conn := tls.Client(raw, tlsFor(tmpl, target))
+		hctx, cancel := context.WithTimeout(ctx, t.TLSHandshakeTimeout)
+		defer cancel()
+		if err := conn.HandshakeContext(hctx); err != nil {
+			raw.Close()
+			return nil, &dialError{err}
+		}
+		return conn, nil
 	}
 	return p
+}
+
+// tlsFor returns the TLS configuration of a connection to target (the
+// request URL's host:port), as net/http makes it: the template's (nil: the
+// defaults), with the target's host as the server name unless the template
+// names one, and HTTP/2 offered unless the template says which protocols.
+func tlsFor(tmpl *tls.Config, target string) *tls.Config {
+	var c *tls.Config
+	if tmpl != nil {
+		c = tmpl.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	if c.ServerName == "" {
+		c.ServerName = hostOnly(target)
+	}
+	if len(c.NextProtos) == 0 {
+		c.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return c
 }
 
 // proxied reports whether the environment's proxy settings send requests
@@ -219,29 +251,36 @@ func (b *baseTransport) proxied(addr string) bool {
 	return false
 }
 
-// follow prunes the pools if the Balancer's set changed since the last
-// time: two atomic loads when it did not.
+// follow prunes the pools in the background if the Balancer's set
+// changed since the last time: two atomic loads when it did not.
 func (b *baseTransport) follow() {
-	if b.bal != nil {
-		if s := b.bal.snap.Load(); s != b.seen.Load() {
-			b.prune(s)
+	if b.bal == nil {
+		return
+	}
+	if gen := b.bal.snap.Load().gen; gen != b.seen.Load() && b.pruning.CompareAndSwap(false, true) {
+		go b.pruneLoop()
+	}
+}
+
+// pruneLoop prunes until the pools match the latest set.
+func (b *baseTransport) pruneLoop() {
+	for {
+		s := b.bal.snap.Load()
+		b.prune(s)
+		b.pruning.Store(false)
+		if b.bal.snap.Load().gen == s.gen || !b.pruning.CompareAndSwap(false, true) {
+			return
 		}
 	}
 }
 
 // prune drops the pools of addresses that are not members of s, the
-// Balancer's current set, and forgets the retired transports whose
-// connections have all closed by now.
+// Balancer's set, and forgets the retired transports whose connections
+// have all closed by now.
 func (b *baseTransport) prune(s *snapshot) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.seen.Load() == s {
-		return // another request pruned for this set
-	}
-	// A snapshot newer than s may have been stored meanwhile; pruning for
-	// the latest one is as good, and the next request sees it as seen.
-	s = b.bal.snap.Load()
-	b.seen.Store(s)
+	b.seen.Store(s.gen)
 	now := b.now()
 	kept := b.retired[:0]
 	for _, r := range b.retired {
@@ -252,36 +291,28 @@ func (b *baseTransport) prune(s *snapshot) {
 	clear(b.retired[len(kept):])
 	b.retired = kept
 
-	old := *b.pools.Load()
 	members := make(map[string]struct{}, len(s.members))
 	for _, be := range s.members {
 		members[be.addr] = struct{}{}
 	}
-	var gone []*http.Transport
-	m := make(map[poolKey]*pool, len(old))
-	for k, p := range old {
-		if _, ok := members[k.addr]; ok {
-			m[k] = p
-		} else {
-			gone = append(gone, p.t)
+	b.pools.Range(func(k, v any) bool {
+		if _, ok := members[k.(poolKey).addr]; !ok {
+			b.pools.Delete(k)
+			t := v.(*pool).t
+			t.CloseIdleConnections()
+			b.retired = append(b.retired, retiredTransport{t: t, until: now.Add(idleConnTimeout + time.Second)})
 		}
-	}
-	if len(gone) == 0 {
-		return
-	}
-	b.pools.Store(&m)
-	for _, t := range gone {
-		t.CloseIdleConnections()
-		b.retired = append(b.retired, retiredTransport{t: t, until: now.Add(idleConnTimeout + time.Second)})
-	}
+		return true
+	})
 }
 
 // CloseIdleConnections closes the idle connections of every pool, those of
 // backends that left the set included.
 func (b *baseTransport) CloseIdleConnections() {
-	for _, p := range *b.pools.Load() {
-		p.t.CloseIdleConnections()
-	}
+	b.pools.Range(func(_, v any) bool {
+		v.(*pool).t.CloseIdleConnections()
+		return true
+	})
 	b.mu.Lock()
 	retired := append([]retiredTransport(nil), b.retired...)
 	b.mu.Unlock()

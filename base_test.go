@@ -101,7 +101,7 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		baseGet(t, tr)
 	}
-	assert.Len(t, *base.pools.Load(), 3, "one transport per backend")
+	assert.Equal(t, 3, poolCount(base), "one transport per backend")
 	for i, s := range srvs {
 		assert.EqualValues(t, 1, s.opened.Load(), "backend %d: one connection, reused", i)
 	}
@@ -135,9 +135,9 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	}
 	require.NoError(t, bal.Update(eps[:1]))
 
-	baseGet(t, tr) // the first request after the change prunes
-	assert.Len(t, *base.pools.Load(), 1, "the transports of the backends that left are dropped")
-	assert.Len(t, base.retired, 2)
+	baseGet(t, tr) // the first request after the change starts a prune
+	waitUntil(t, func() bool { return poolCount(base) == 1 }, "the transports of the backends that left are dropped")
+	waitUntil(t, func() bool { return len(retiredOf(base)) == 2 }, "both retired")
 	waitUntil(t, func() bool { return srvs[1].closed.Load() == 1 }, "the idle connection of the backend that left is closed")
 	assert.Zero(t, srvs[2].closed.Load(), "the connection in use stays open")
 
@@ -148,7 +148,7 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	// A connection a retired transport gains later (a request that took
 	// the transport just before the drop) is closed by
 	// CloseIdleConnections.
-	retired := base.retired[0].t // backend 1's or 2's
+	retired := retiredOf(base)[0].t // backend 1's or 2's
 	srvs[2].hold.Store(nil)
 	send(t, retired, "http://svc.internal/")
 	time.Sleep(20 * time.Millisecond)
@@ -161,9 +161,21 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	now = now.Add(idleConnTimeout + 2*time.Second)
 	require.NoError(t, bal.Update(eps[:2]))
 	baseGet(t, tr)
+	waitUntil(t, func() bool { return len(retiredOf(base)) == 0 }, "retired transports forgotten")
 	baseGet(t, tr)
-	assert.Empty(t, base.retired)
-	assert.Len(t, *base.pools.Load(), 2, "a backend back in the set gets a new transport")
+	assert.Equal(t, 2, poolCount(base), "a backend back in the set gets a new transport")
+}
+
+func poolCount(b *baseTransport) int {
+	n := 0
+	b.pools.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+func retiredOf(b *baseTransport) []retiredTransport {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]retiredTransport(nil), b.retired...)
 }
 
 // A backend the environment's proxy settings route through a proxy is
@@ -256,7 +268,8 @@ func TestBaseTransportTwoTransports(t *testing.T) {
 	require.NotNil(t, be.conns.Load())
 	assert.Same(t, trs[0].own, be.conns.Load().owner, "the first Transport's pool is cached")
 	for _, tr := range trs {
-		assert.Same(t, (*tr.own.pools.Load())[poolKey{addr: srv.addr()}], tr.own.forBackend(be))
+		p, _ := tr.own.pools.Load(poolKey{addr: srv.addr()})
+		assert.Same(t, p, tr.own.forBackend(be))
 	}
 	assert.EqualValues(t, 2, srv.opened.Load(), "one connection per Transport, each reused")
 }

@@ -75,25 +75,25 @@ func (b *Balancer) failed(be *Backend) {
 	b.eject(be)
 }
 
+// eject takes be out of the picker, if the cap allows. It runs on the
+// goroutine of the Done that failed, so it does O(1) work under b.mu and
+// leaves the picker's rebuild to the background (rebuildLater); picks
+// avoid be from now on.
 func (b *Balancer) eject(be *Backend) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	od := &b.opts.outlier
-	if b.closed || be.ejected.Load() || b.byAddr[be.addr] != be || be.streak.Load() < int64(od.ConsecutiveFailures) {
+	if b.closed || be.ejected.Load() || be.removed || be.streak.Load() < int64(od.ConsecutiveFailures) {
+		b.mu.Unlock()
 		return
 	}
-	ejected := 0
-	for _, m := range b.members {
-		if m.ejected.Load() {
-			ejected++
-		}
-	}
-	if limit := max(1, len(b.members)*od.MaxEjectionPercent/100); ejected >= limit {
+	if limit := max(1, len(b.members)*od.MaxEjectionPercent/100); b.ejected >= limit {
+		ejected := b.ejected
+		b.mu.Unlock()
 		b.opts.logger.Debug("lb: not ejecting: too many backends ejected already",
 			"addr", be.addr, "ejected", ejected, "limit", limit)
 		return
 	}
-	now := b.opts.now()
+	now := b.opts.clock.Now()
 	if r := be.readmittedAt.Load(); r != 0 && now.Sub(time.Unix(0, r)) >= od.MaxEjectionTime {
 		be.level = 0
 	}
@@ -104,28 +104,32 @@ func (b *Balancer) eject(be *Backend) {
 		be.level++
 	}
 	be.ejected.Store(true)
+	be.setOut()
+	b.ejected++
 	be.ejectedUntil.Store(now.Add(d).UnixNano())
-	be.ejections.Add(1)
+	n := be.ejections.Add(1)
 	be.streak.Store(0)
-	b.rebuild()
-	b.timers[be] = time.AfterFunc(d, func() { b.readmit(be) })
+	b.timers[be] = b.opts.clock.AfterFunc(d, func() { b.readmit(be) })
+	b.rebuildLater()
+	b.mu.Unlock()
 	b.opts.logger.Warn("lb: backend ejected", "addr", be.addr, "for", d,
-		"consecutive_failures", od.ConsecutiveFailures, "ejections", be.ejections.Load())
+		"consecutive_failures", od.ConsecutiveFailures, "ejections", n)
 }
 
 func (b *Balancer) readmit(be *Backend) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	delete(b.timers, be)
-	if b.closed || !be.ejected.Load() {
+	if b.closed || !be.ejected.Load() || be.removed {
+		b.mu.Unlock()
 		return
 	}
 	be.ejected.Store(false)
+	be.setOut()
+	b.ejected--
 	be.ejectedUntil.Store(0)
 	be.streak.Store(0)
-	be.readmittedAt.Store(b.opts.now().UnixNano())
-	if b.byAddr[be.addr] == be {
-		b.rebuild()
-		b.opts.logger.Info("lb: backend readmitted", "addr", be.addr)
-	}
+	be.readmittedAt.Store(b.opts.clock.Now().UnixNano())
+	b.rebuildLater()
+	b.mu.Unlock()
+	b.opts.logger.Info("lb: backend readmitted", "addr", be.addr)
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -112,9 +110,13 @@ func Addrs(addrs ...string) []Endpoint {
 	return eps
 }
 
-// Validate reports whether e is usable: a "host:port" address with a
-// non-empty host and port and no whitespace or control characters, and a
-// weight from 0 (meaning 1) to MaxWeight. The error wraps ErrInvalidEndpoint.
+// Validate reports whether e is usable: a "host:port" address with no
+// whitespace or control characters, whose host is an IP address (IPv6 in
+// brackets, with an optional zone) or a DNS name (letters, digits, '-',
+// '_', dots; at most 253 bytes), and whose port is a number from 1 to 65535
+// or a service name this system knows ("http"); a HashKey without control
+// characters; and a weight from 0 (meaning 1) to MaxWeight. The error
+// wraps ErrInvalidEndpoint and names the address and the reason.
 func (e Endpoint) Validate() error {
 	if e.Addr == "" {
 		return fmt.Errorf("%w: empty address", ErrInvalidEndpoint)
@@ -122,18 +124,8 @@ func (e Endpoint) Validate() error {
 	if strings.IndexFunc(e.Addr, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		return fmt.Errorf("%w: address %q contains whitespace or a control character", ErrInvalidEndpoint, e.Addr)
 	}
-	host, port, err := net.SplitHostPort(e.Addr)
-	if err != nil {
-		return fmt.Errorf("%w: address %q is not host:port: %v", ErrInvalidEndpoint, e.Addr, err)
-	}
-	if host == "" {
-		return fmt.Errorf("%w: address %q has no host", ErrInvalidEndpoint, e.Addr)
-	}
-	if port == "" {
-		return fmt.Errorf("%w: address %q has no port", ErrInvalidEndpoint, e.Addr)
-	}
-	if n, err := strconv.Atoi(port); err == nil && (n < 1 || n > 65535) {
-		return fmt.Errorf("%w: port of %q is %d; ports must be 1-65535", ErrInvalidEndpoint, e.Addr, n)
+	if why := checkAddr(e.Addr); why != "" {
+		return fmt.Errorf("%w: address %q %s", ErrInvalidEndpoint, e.Addr, why)
 	}
 	if strings.IndexFunc(e.HashKey, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
 		return fmt.Errorf("%w: HashKey of %q is %q; it must not contain control characters", ErrInvalidEndpoint, e.Addr, e.HashKey)
@@ -161,6 +153,7 @@ type Backend struct {
 // pick and written rarely.
 type backendCold struct {
 	addr string
+	key  string // canonicalAddr(addr): what duplicate checks compare
 	// meta holds the weight and labels: Update may change them while the
 	// address (and so the counters) stay. Pickers read it when built.
 	meta atomic.Pointer[backendMeta]
@@ -171,10 +164,13 @@ type backendCold struct {
 	// ejection state, written only under the Balancer's lock, read anywhere.
 	ejected      atomic.Bool
 	ejections    atomic.Uint32
-	ejectedUntil atomic.Int64 // unix nanoseconds
-	readmittedAt atomic.Int64 // unix nanoseconds
-	down         atomic.Bool  // marked unhealthy by an active health check
-	level        uint         // ejection length doubling; guarded by the Balancer's lock
+	ejectedUntil atomic.Int64  // unix nanoseconds
+	readmittedAt atomic.Int64  // unix nanoseconds
+	down         atomic.Bool   // marked unhealthy by an active health check
+	removed      bool          // left the Balancer's set; guarded by the Balancer's lock
+	level        uint          // ejection length doubling; guarded by the Balancer's lock
+	cancels      atomic.Uint64 // picks ended by Cancel
+	picksSeen    atomic.Uint64 // the most Picks reported by Stats, so that it never goes down
 }
 
 // backendHot is the second 128 bytes of a Backend: the counters, alone.
@@ -190,6 +186,10 @@ type backendHot struct {
 	failures atomic.Uint64
 	success  atomic.Uint64
 	group    *loadGroup
+	// out is 1 while the backend is ejected or marked down: a pick reads it
+	// on this line, which it writes anyway, to avoid a backend that left
+	// the picker's set before the picker is rebuilt.
+	out atomic.Uint32
 }
 
 // NewBackends validates eps and returns a fresh Backend for each, in order.
@@ -227,25 +227,31 @@ func checkBackends(bs []*Backend) error {
 		if b.meta.Load() == nil {
 			return fmt.Errorf("%w: backend %d was not made by NewBackends or a Balancer", ErrInvalidEndpoint, i)
 		}
-		if _, dup := seen[b.addr]; dup {
+		if _, dup := seen[b.key]; dup {
 			return fmt.Errorf("%w: address %q appears twice", ErrDuplicateEndpoint, b.addr)
 		}
-		seen[b.addr] = struct{}{}
+		seen[b.key] = struct{}{}
 	}
 	return nil
 }
 
+// validateSet validates every endpoint, and that no destination appears
+// twice, however it is spelled (canonicalAddr), nor any hash name.
 func validateSet(eps []Endpoint) error {
-	seen := make(map[string]struct{}, len(eps))
-	var names map[string]string // hash name -> address, when some endpoint has a HashKey
+	seen := make(map[string]string, len(eps)) // canonical address -> as given
+	var names map[string]string               // hash name -> address, when some endpoint has a HashKey
 	for _, e := range eps {
 		if err := e.Validate(); err != nil {
 			return err
 		}
-		if _, dup := seen[e.Addr]; dup {
-			return fmt.Errorf("%w: address %q appears twice", ErrDuplicateEndpoint, e.Addr)
+		key := canonicalAddr(e.Addr)
+		if first, dup := seen[key]; dup {
+			if first == e.Addr {
+				return fmt.Errorf("%w: address %q appears twice", ErrDuplicateEndpoint, e.Addr)
+			}
+			return fmt.Errorf("%w: address %q appears twice (also as %q)", ErrDuplicateEndpoint, first, e.Addr)
 		}
-		seen[e.Addr] = struct{}{}
+		seen[key] = e.Addr
 		if e.HashKey != "" && names == nil {
 			names = make(map[string]string, len(eps))
 		}
@@ -298,7 +304,7 @@ func (b *Backend) begin() {
 }
 
 func newBackend(e Endpoint, g *loadGroup) *Backend {
-	b := &Backend{backendCold: backendCold{addr: e.Addr}, backendHot: backendHot{group: g}}
+	b := &Backend{backendCold: backendCold{addr: e.Addr, key: canonicalAddr(e.Addr)}, backendHot: backendHot{group: g}}
 	b.meta.Store(newMeta(e))
 	return b
 }
@@ -363,6 +369,16 @@ func (b *Backend) Healthy() bool { return !b.down.Load() }
 // available reports whether pickers should include the backend.
 func (b *Backend) available() bool { return !b.ejected.Load() && !b.down.Load() }
 
+// setOut updates the flag picks read (out) from ejected and down. Called
+// with the Balancer's lock held, after either changed.
+func (b *Backend) setOut() {
+	if b.available() {
+		b.out.Store(0)
+	} else {
+		b.out.Store(1)
+	}
+}
+
 // String returns the address.
 func (b *Backend) String() string { return b.addr }
 
@@ -370,7 +386,7 @@ func (b *Backend) String() string { return b.addr }
 type Stats struct {
 	Endpoint  Endpoint
 	InFlight  int64         // calls picked and not yet done
-	Picks     uint64        // calls picked in total (Successes+Failures+InFlight)
+	Picks     uint64        // calls picked in total: Successes, Failures, the cancelled and those in flight
 	Successes uint64        // calls done without error
 	Failures  uint64        // calls done with an error
 	Streak    int64         // consecutive failures up to now
@@ -386,7 +402,6 @@ type Stats struct {
 func (b *Backend) Stats() Stats {
 	s := Stats{
 		Endpoint:  b.Endpoint(),
-		InFlight:  b.inflight.Load(),
 		Successes: b.success.Load(),
 		Failures:  b.failures.Load(),
 		Streak:    b.streak.Load(),
@@ -395,11 +410,32 @@ func (b *Backend) Stats() Stats {
 		Ejections: b.ejections.Load(),
 		Unhealthy: b.down.Load(),
 	}
-	s.Picks = s.Successes + s.Failures + uint64(max(s.InFlight, 0))
+	s.Picks = b.picks(s.Successes, s.Failures, &s.InFlight)
 	if s.Ejected {
 		s.EjectedUntil = time.Unix(0, b.ejectedUntil.Load())
 	}
 	return s
+}
+
+// picks returns the number of picks of the backend so far, from the
+// counts of their ends (read by the caller first) and the calls in flight
+// (read here, after them), and stores the calls in flight in inflight. Read
+// in that order, the sum is never more than the true count; the most ever
+// reported is kept, so that Picks never goes down. A pick counts nothing
+// more on the hot path than its in-flight increment.
+func (b *Backend) picks(success, failures uint64, inflight *int64) uint64 {
+	cancels := b.cancels.Load()
+	*inflight = b.inflight.Load()
+	n := success + failures + cancels + uint64(max(*inflight, 0))
+	for {
+		seen := b.picksSeen.Load()
+		if n <= seen {
+			return seen
+		}
+		if b.picksSeen.CompareAndSwap(seen, n) {
+			return n
+		}
+	}
 }
 
 // ewmaAlpha is the weight of the newest latency sample in the EWMA.

@@ -47,7 +47,26 @@ func follow(ctx context.Context, r Resolver, bal *Balancer, applied func()) erro
 	if r == nil || bal == nil {
 		return fmt.Errorf("%w: Follow needs a Resolver and a Balancer", ErrInvalidConfig)
 	}
-	return r.Watch(ctx, func(eps []Endpoint) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: Follow needs a context, got nil", ErrInvalidConfig)
+	}
+	// The watch ends when bal is closed, even if the resolver has nothing
+	// more to report (a Static set waits for its context).
+	ctx, cancel := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	defer func() {
+		cancel()
+		<-watching
+	}()
+	go func() {
+		defer close(watching)
+		select {
+		case <-bal.closedCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := r.Watch(ctx, func(eps []Endpoint) error {
 		err := bal.Update(eps)
 		switch {
 		case err == nil:
@@ -63,6 +82,14 @@ func follow(ctx context.Context, r Resolver, bal *Balancer, applied func()) erro
 			return nil
 		}
 	})
+	select {
+	case <-bal.closedCh:
+		if !errors.Is(err, ErrClosed) {
+			err = fmt.Errorf("%w: the balancer was closed", ErrClosed)
+		}
+	default:
+	}
+	return err
 }
 
 // Follower runs Follow in its own goroutine: see StartFollower.

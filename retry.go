@@ -1,8 +1,6 @@
 package lb
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -14,10 +12,12 @@ import (
 // Transport returns wraps exactly one of the two; match them with
 // errors.Is.
 var (
-	// ErrNotSent means no backend received the request: no backend was
+	// ErrNotSent means no backend received the request: it was refused
+	// before a pick (ErrInvalidRequest, ErrUnknownHost), no backend was
 	// available, or every attempt failed before the request was written
 	// (the dial was refused, the name did not resolve, the TLS handshake
-	// failed). Sending it again cannot duplicate a side effect.
+	// failed), as proven by where the error happened. Sending it again
+	// cannot duplicate a side effect.
 	ErrNotSent = errors.New("lb: request not sent")
 	// ErrMaybeExecuted means at least one attempt may have reached a
 	// backend: the connection broke after (or while) the request was
@@ -122,28 +122,36 @@ func (s statusError) Error() string {
 }
 
 // notSent reports whether err proves that the request never reached the
-// backend: the connection was never made. Errors that wrap ErrNotSent count
-// too, so a custom base RoundTripper can say so itself. Anything else may
-// have executed.
-func notSent(err error) bool {
+// backend. The proof is where the error happened, never the error's type
+// alone (a TLS record error, say, happens in a handshake and after a
+// request was written alike): the default base marks the errors of its
+// own dials and TLS handshakes (dialError); a base of your own proves it
+// with an error that wraps ErrNotSent, or by a dial's *net.OpError (Op
+// "dial" or "proxyconnect") or a name that did not resolve (*net.DNSError),
+// which only dials produce. Anything else may have executed.
+func (t *Transport) notSent(err error) bool {
 	if errors.Is(err, ErrNotSent) {
+		return true
+	}
+	var de *dialError
+	if errors.As(err, &de) {
 		return true
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && (op.Op == "dial" || op.Op == "proxyconnect") {
 		return true
 	}
-	var (
-		dnsErr   *net.DNSError
-		verify   *tls.CertificateVerificationError
-		record   tls.RecordHeaderError
-		hostname x509.HostnameError
-		unknown  x509.UnknownAuthorityError
-		invalid  x509.CertificateInvalidError
-	)
-	return errors.As(err, &dnsErr) || errors.As(err, &verify) || errors.As(err, &record) ||
-		errors.As(err, &hostname) || errors.As(err, &unknown) || errors.As(err, &invalid)
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr)
 }
+
+// dialError is an error of the default base's dial or TLS handshake: the
+// request was not written. It wraps the error, so that errors.Is and
+// errors.As see what happened (a refused connection, a certificate).
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // idempotent reports whether a request may be sent twice without harm: its
 // method is idempotent (RFC 9110) or it carries an idempotency key, as

@@ -62,7 +62,10 @@ type Transport struct {
 	retryAll    bool
 	failStatus  func(code int) bool
 	budget      *budget
-	epoch       time.Time // clock's zero; it has a monotonic reading
+	hosts       *hostSet          // nil: every host
+	fallback    http.RoundTripper // for other hosts; nil: refuse them
+	netHTTP     bool              // the base is net/http's: only http and https
+	epoch       time.Time         // clock's zero; it has a monotonic reading
 	log         *slog.Logger
 
 	_             [64]byte // the counters below are written on every request
@@ -80,20 +83,26 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		return nil, fmt.Errorf("%w: NewTransport needs a Balancer, got nil", ErrInvalidConfig)
 	}
 	o := defaultTransportOptions()
-	idleSet := false
 	for _, opt := range opts {
-		if opt == nil {
-			continue
+		if opt != nil {
+			opt.applyTransport(&o)
 		}
-		before := o.maxIdle
-		opt.applyTransport(&o)
-		idleSet = idleSet || o.maxIdle != before
 	}
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, err
 	}
-	if o.base != nil && (o.tlsConfig != nil || idleSet) {
+	if o.base != nil && (o.tlsConfig != nil || o.idleSet) {
 		return nil, fmt.Errorf("%w: WithTLSClientConfig and WithMaxIdleConnsPerBackend configure the default base transport; configure your own base (WithBase) instead", ErrInvalidConfig)
+	}
+	var hosts *hostSet
+	if o.hostsSet {
+		hs, err := newHostSet(o.hosts)
+		if err != nil {
+			return nil, err
+		}
+		hosts = hs
+	} else if o.fallback != nil {
+		return nil, fmt.Errorf("%w: WithFallback needs WithHosts (the hosts that are not the fallback's)", ErrInvalidConfig)
 	}
 	rb, err := o.budget.withDefaults()
 	if err != nil {
@@ -106,6 +115,8 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		maxAttempts: o.maxAttempts,
 		retryAll:    o.retryAll,
 		failStatus:  o.failStatus,
+		hosts:       hosts,
+		fallback:    o.fallback,
 		epoch:       time.Now(),
 		log:         o.log,
 	}
@@ -114,6 +125,8 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		t.own = newBaseTransport(o.tlsConfig, o.maxIdle, bal)
 		t.base = t.own
 	}
+	_, isHTTP := t.base.(*http.Transport)
+	t.netHTTP = t.own != nil || isHTTP
 	if t.log == nil {
 		t.log = bal.Logger()
 	}
@@ -161,11 +174,28 @@ func (t *Transport) Stats() TransportStats {
 
 // RoundTrip implements http.RoundTripper: it sends req to a backend, and
 // to others if that fails and a retry is safe. It returns an error only
-// when it has no response: an *Error, or for an invalid request an error
-// that wraps ErrNotSent.
+// when it has no response: an *Error. A request that net/http would refuse
+// to send is refused before a backend is picked (ErrInvalidRequest), and a
+// request for a host the Transport does not serve (WithHosts) goes to the
+// fallback or is refused (ErrUnknownHost); neither counts against a
+// backend.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := checkRequest(req); err != nil {
-		return nil, err
+	if req == nil {
+		t.errors.Add(1)
+		return nil, &Error{Err: fmt.Errorf("%w: nil *http.Request", ErrInvalidRequest), Reason: "invalid request"}
+	}
+	if why := checkRequest(req, t.netHTTP); why != "" {
+		closeBody(req)
+		t.errors.Add(1)
+		return nil, &Error{Err: fmt.Errorf("%w: %s", ErrInvalidRequest, why), Reason: "invalid request"}
+	}
+	if t.hosts != nil && !t.hosts.serves(req.URL) {
+		if t.fallback != nil {
+			return t.fallback.RoundTrip(req)
+		}
+		closeBody(req)
+		t.errors.Add(1)
+		return nil, &Error{Err: fmt.Errorf("%w: %q (this Transport serves %s)", ErrUnknownHost, req.URL.Host, t.hosts), Reason: "host not served"}
 	}
 	t.requests.Add(1)
 	start := t.clock()
@@ -183,28 +213,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if replayable(req) {
 		return t.roundTrip(req, key, pick, start, nil)
 	}
-	sent := newSentBodies(req.Body)
+	sent := newSentBodies(req.Body, req.ContentLength)
 	resp, err := t.roundTrip(req, key, pick, start, sent)
 	sent.cur.settle()
 	return resp, err
-}
-
-func checkRequest(req *http.Request) error {
-	var problem string
-	switch {
-	case req == nil:
-		return fmt.Errorf("%w: nil *http.Request", ErrNotSent)
-	case req.URL == nil:
-		problem = "the request has no URL"
-	case req.URL.Scheme == "":
-		problem = "the request URL has no scheme"
-	case req.Header == nil:
-		problem = "the request has a nil Header"
-	default:
-		return nil
-	}
-	closeBody(req)
-	return fmt.Errorf("%w: %s", ErrNotSent, problem)
 }
 
 func closeBody(req *http.Request) {
@@ -228,10 +240,17 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		tried    = triedBuf[:0]
 		e        *Error         // the failures so far; nil until one
 		fallback *http.Response // the last failure response, buffered
-		body     = req.Body
+		body     io.ReadCloser  // this attempt's request body
+		check    *bodyCheck     // what watches it for the caller's failures
 	)
-	if sent != nil {
-		body = sent.cur
+	switch {
+	case sent != nil:
+		body, check = sent.cur, &sent.cur.src.bodyCheck
+	case req.Body != nil && req.Body != http.NoBody:
+		cb := newCheckedBody(req.Body, req.ContentLength)
+		body, check = cb, &cb.bodyCheck
+	default:
+		body = req.Body
 	}
 	for n := 1; ; n++ {
 		tried = append(tried, pick.Backend)
@@ -249,13 +268,23 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		}
 
 		// A failure: an error, or a response with a failure status.
-		maybe := err == nil || !notSent(err)
+		maybe := err == nil || !t.notSent(err)
 		attErr := err
 		if err == nil {
 			attErr = statusError{resp.StatusCode}
 		}
 		if e == nil {
 			e = new(Error)
+		}
+		if err != nil && check != nil {
+			if cause := check.failure(); cause != nil {
+				// The caller's body failed: net/http gave up because of it.
+				pick.Cancel()
+				attErr = fmt.Errorf("%w: the request body failed: %w", ErrInvalidRequest, cause)
+				e.Attempts = append(e.Attempts, AttemptError{Addr: pick.Addr(), Err: attErr, MaybeExecuted: maybe})
+				e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
+				return t.giveUp(e, fallback, ctx, "request body failed")
+			}
 		}
 		e.Attempts = append(e.Attempts, AttemptError{Addr: pick.Addr(), Err: attErr, MaybeExecuted: maybe})
 		e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
@@ -264,19 +293,20 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			return nil, t.fail(e, ctx, "context done")
 		}
 
-		e.Reason = t.retryBlocked(req, n, maybe)
-		if e.Reason == "" && sent != nil && !sent.cur.unread() {
-			e.Reason = bodyNotReplayable
+		reason := t.retryBlocked(req, n, maybe)
+		if reason == "" && sent != nil && !sent.cur.unread() {
+			reason = bodyNotReplayable
 		}
-		if e.Reason == "" && err == nil && !bufferBody(resp) {
-			e.Reason = "failure response too large to buffer"
+		if reason == "" && err == nil && !bufferBody(resp) {
+			reason = "failure response too large to buffer"
 		}
-		if e.Reason != "" {
+		if reason != "" {
 			if err == nil {
+				e.Reason = reason
 				return t.answer(req, a, resp, errFailureStatus), nil
 			}
 			pick.Done(err, a.lat)
-			return t.giveUp(e, fallback, ctx)
+			return t.giveUp(e, fallback, ctx, reason)
 		}
 		if err == nil {
 			pick.Done(errFailureStatus, a.lat)
@@ -288,21 +318,18 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		// From here the attempt's body is taken back for the next one (or
 		// closed when the sentBodies settle).
 		if sent != nil && !sent.cur.detach() {
-			e.Reason = bodyNotReplayable
-			return t.giveUp(e, fallback, ctx)
+			return t.giveUp(e, fallback, ctx, bodyNotReplayable)
 		}
 
 		if !t.budget.withdraw() {
 			t.retriesDenied.Add(1)
-			e.Reason = "retry budget exhausted"
 			t.debug(ctx, "lb: retry refused by the retry budget", pick.Addr(), attErr, n)
-			return t.giveUp(e, fallback, ctx)
+			return t.giveUp(e, fallback, ctx, "retry budget exhausted")
 		}
 		next, perr := t.bal.PickNext(key, tried)
 		if perr != nil {
 			t.budget.refund()
-			e.Reason = "no backend left"
-			return t.giveUp(e, fallback, ctx)
+			return t.giveUp(e, fallback, ctx, "no backend left")
 		}
 		switch {
 		case sent != nil:
@@ -313,10 +340,10 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			if gerr != nil {
 				next.Cancel()
 				t.budget.refund()
-				e.Reason = "GetBody failed: " + gerr.Error()
-				return t.giveUp(e, fallback, ctx)
+				return t.giveUp(e, fallback, ctx, "GetBody failed: "+gerr.Error())
 			}
-			body = b
+			cb := newCheckedBody(b, req.ContentLength)
+			body, check = cb, &cb.bodyCheck
 		}
 		t.retries.Add(1)
 		t.debug(ctx, "lb: retrying on another backend", pick.Addr(), attErr, n)
@@ -397,12 +424,12 @@ func (t *Transport) retryBlocked(req *http.Request, n int, maybe bool) string {
 }
 
 // giveUp returns the buffered failure response if there is one, else the
-// error.
-func (t *Transport) giveUp(e *Error, fallback *http.Response, ctx context.Context) (*http.Response, error) {
+// error, which says why the Transport stopped.
+func (t *Transport) giveUp(e *Error, fallback *http.Response, ctx context.Context, reason string) (*http.Response, error) {
 	if fallback != nil {
 		return fallback, nil
 	}
-	return nil, t.fail(e, ctx, e.Reason)
+	return nil, t.fail(e, ctx, reason)
 }
 
 func (t *Transport) fail(e *Error, ctx context.Context, reason string) *Error {

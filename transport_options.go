@@ -26,6 +26,10 @@ type transportOptions struct {
 	log         *slog.Logger
 	tlsConfig   *tls.Config
 	maxIdle     int
+	idleSet     bool // WithMaxIdleConnsPerBackend was given
+	hosts       []string
+	hostsSet    bool
+	fallback    http.RoundTripper
 	errs        []error
 }
 
@@ -117,6 +121,27 @@ func WithMaxIdleConnsPerBackend(n int) TransportOption {
 		if n < 1 {
 			o.errs = append(o.errs, fmt.Errorf("%w: WithMaxIdleConnsPerBackend(%d); it must be >= 1", ErrInvalidConfig, n))
 		}
-		o.maxIdle = n
+		o.maxIdle, o.idleSet = n, true
 	})
+}
+
+// WithHosts pins the Transport to the hosts it serves: requests whose URL
+// names another host (a redirect to another site, a call to a public API
+// through the same client) are not sent to the Balancer's backends. They
+// go to the WithFallback RoundTripper if there is one, and are refused
+// otherwise, with an error wrapping ErrUnknownHost and ErrNotSent. A host
+// is a name or IP address, which matches it on any port ("users.internal"),
+// or host:port, which matches that port only (a URL without a port has its
+// scheme's). Names match without regard to case. Without WithHosts, every
+// request goes to the backends, whatever its URL's host.
+func WithHosts(hosts ...string) TransportOption {
+	hosts = append([]string(nil), hosts...)
+	return transportOptionFunc(func(o *transportOptions) { o.hosts, o.hostsSet = hosts, true })
+}
+
+// WithFallback sets the RoundTripper for requests to hosts the Transport
+// does not serve (WithHosts), such as http.DefaultTransport. It needs
+// WithHosts.
+func WithFallback(rt http.RoundTripper) TransportOption {
+	return transportOptionFunc(func(o *transportOptions) { o.fallback = rt })
 }

@@ -1,0 +1,87 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// ErrInvalidRequest is wrapped by the error of a request the Transport
+// refuses before it picks a backend, because net/http would refuse to send
+// it (a header value with a newline, an invalid method, a scheme other than
+// http and https, a ContentLength without a body) or because its body
+// failed on the caller's side (a read error, fewer or more bytes than
+// ContentLength). Such a request is never retried and never counts as a
+// backend's failure; the error also wraps ErrNotSent when no backend saw
+// the request.
+var ErrInvalidRequest = errors.New("lb: invalid request")
+
+// checkRequest returns why net/http would refuse to send req, or "".
+// schemes: whether to insist on http or https (the base is net/http's).
+func checkRequest(req *http.Request, schemes bool) string {
+	switch {
+	case req.URL == nil:
+		return "the request has no URL"
+	case req.URL.Scheme == "":
+		return "the request URL has no scheme"
+	case schemes && req.URL.Scheme != "http" && req.URL.Scheme != "https":
+		return fmt.Sprintf("unsupported protocol scheme %q (http and https are)", req.URL.Scheme)
+	case req.Header == nil:
+		return "the request has a nil Header"
+	case req.Method != "" && !isToken(req.Method):
+		return fmt.Sprintf("invalid method %q", req.Method)
+	case req.Body == nil && req.ContentLength > 0:
+		return fmt.Sprintf("ContentLength is %d with a nil Body", req.ContentLength)
+	case req.ContentLength < -1:
+		return fmt.Sprintf("ContentLength is %d", req.ContentLength)
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !validHostHeader(host) {
+		return fmt.Sprintf("invalid Host %q", host)
+	}
+	for _, h := range []struct {
+		what string
+		hdr  http.Header
+	}{{"header", req.Header}, {"trailer", req.Trailer}} {
+		for k, vs := range h.hdr {
+			if !isToken(k) {
+				return fmt.Sprintf("invalid %s field name %q", h.what, k)
+			}
+			for _, v := range vs {
+				if !validFieldValue(v) {
+					return fmt.Sprintf("invalid %s field value for %q (a control character)", h.what, k)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// validFieldValue reports whether v may be sent as a header field value
+// (RFC 9110: no control characters but horizontal tab), as net/http checks.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHostHeader reports whether h may be sent as a Host header: the
+// bytes of a URI host and port (RFC 3986 reg-name, IP literal) or non-ASCII
+// (which net/http converts to punycode), as net/http checks.
+func validHostHeader(h string) bool {
+	for i := 0; i < len(h); i++ {
+		b := h[i]
+		if b >= 0x80 || isAlnum(b) || strings.IndexByte("!$%&'()*+,-.:;=[]_~", b) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
