@@ -27,7 +27,9 @@ func TestClassify(t *testing.T) {
 	future, cancel3 := context.WithTimeout(context.Background(), time.Hour)
 	t.Cleanup(cancel3)
 
-	sent := func(err error) balancer.DoneInfo { return balancer.DoneInfo{Err: err, BytesSent: true, BytesReceived: true} }
+	sent := func(err error) balancer.DoneInfo {
+		return balancer.DoneInfo{Err: err, BytesSent: true, BytesReceived: true}
+	}
 	st := func(c codes.Code) error { return status.Error(c, "x") }
 	internal := codeSet(1 << codes.Internal)
 

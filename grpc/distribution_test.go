@@ -16,8 +16,7 @@ import (
 // TestDistribution: each strategy, run by the policy over three real
 // servers of weights 1, 2 and 3, spreads calls as lb's strategy does:
 // evenly for those that ignore weights, by weight for the others. The
-// hash strategies spread distinct keys; the servers' names are their hash
-// keys, so those placements are exact and the same on every run.
+// hash strategies spread distinct keys.
 func TestDistribution(t *testing.T) {
 	t.Parallel()
 	even := []float64{1. / 3, 1. / 3, 1. / 3}
@@ -37,11 +36,12 @@ func TestDistribution(t *testing.T) {
 		// 2.1%; 9% is more than four of them.
 		{give: "random", calls: 600, want: even, tol: 0.09},
 		{give: "weighted_random", calls: 600, want: weighted, tol: 0.09},
-		// 300 fixed keys over fixed hash names: placements are exact and
-		// the same on every run; the tolerance is the strategies' balance
-		// over so few keys.
-		{give: "ring", keyed: true, calls: 300, want: weighted, tol: 0.05},
-		{give: "maglev", keyed: true, calls: 300, want: weighted, tol: 0.05},
+		// 300 keys: lb's ring and Maglev place backends by address, so
+		// placements change with the servers' ports, and a share of the
+		// keys varies as a sample's would (at most 2.9%); 12% is four of
+		// that, and still tells weighted shares from even ones.
+		{give: "ring", keyed: true, calls: 300, want: weighted, tol: 0.12},
+		{give: "maglev", keyed: true, calls: 300, want: weighted, tol: 0.12},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {

@@ -28,8 +28,8 @@ func (s nameServer) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgr
 
 // A gRPC client on lb's consistent-hash ring: calls with the same user go
 // to the same server. Three servers run on loopback; a manual resolver
-// stands in for DNS or xDS, and gives each server a hash key (its name),
-// so placement does not depend on the ports.
+// stands in for DNS or xDS. Each endpoint carries a hash key (gRFC A76),
+// passed to lb as Endpoint.HashKey.
 func Example() {
 	lbgrpc.Register() // once, at start-up
 
@@ -69,21 +69,26 @@ func Example() {
 	defer cc.Close()
 	client := testgrpc.NewTestServiceClient(cc)
 
-	// The key from the call's metadata (the config's requestHashHeader)...
-	for _, user := range []string{"alice", "bob", "carol", "alice"} {
-		ctx := metadata.AppendToOutgoingContext(context.Background(), "x-user", user)
-		resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
-		if err != nil {
-			log.Fatal(err)
+	// The key from the call's metadata (the config's requestHashHeader)
+	// or from the context (WithHashKey): each user's calls all go to one
+	// server.
+	for _, user := range []string{"alice", "bob", "carol"} {
+		servers := map[string]bool{}
+		for i := 0; i < 3; i++ {
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "x-user", user)
+			if i == 2 {
+				ctx = lbgrpc.WithHashKey(context.Background(), user)
+			}
+			resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+			if err != nil {
+				log.Fatal(err)
+			}
+			servers[resp.GetServerId()] = true
 		}
-		fmt.Println(user, "->", resp.GetServerId())
+		fmt.Printf("%s: 3 calls, %d server\n", user, len(servers))
 	}
-	// ...or from the context.
-	resp, err := client.UnaryCall(lbgrpc.WithHashKey(context.Background(), "bob"), &testgrpc.SimpleRequest{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("bob ->", resp.GetServerId())
 	// Output:
-	// alice -> ?
+	// alice: 3 calls, 1 server
+	// bob: 3 calls, 1 server
+	// carol: 3 calls, 1 server
 }

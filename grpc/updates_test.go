@@ -66,9 +66,9 @@ func TestEndpointsFromResolver(t *testing.T) {
 	a, b := startServer(t, "a"), startServer(t, "b")
 	eps := []resolver.Endpoint{
 		a.endpoint(3),
-		{Addresses: []resolver.Address{{Addr: b.addr}}}, // no attributes
+		{Addresses: []resolver.Address{{Addr: b.addr}}},             // no attributes
 		{Addresses: []resolver.Address{{Addr: "/tmp/lbgrpc.sock"}}}, // a Unix socket, as gRPC's unix resolver gives it
-		{Addresses: []resolver.Address{{Addr: a.addr}}}, // a repeated address
+		{Addresses: []resolver.Address{{Addr: a.addr}}},             // a repeated address
 		{},
 	}
 	cl := newClient(t, serviceConfig(`{}`), eps)
