@@ -89,7 +89,7 @@ func (b *grpcBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 	eps := b.lbEndpoints(s.ResolverState.Endpoints)
 	if len(eps) == 0 {
 		b.removeAll()
-		b.resolverErr = errors.New("the resolver produced no usable endpoints")
+		b.resolverErr = errors.New("no usable endpoints (none, or none that lb accepts)")
 		b.updateState()
 		return balancer.ErrBadResolverState
 	}

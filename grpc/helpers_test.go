@@ -14,6 +14,7 @@ import (
 	lbgrpc "github.com/go-lb/lb/grpc"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental/balancer/weight"
@@ -58,7 +59,19 @@ const hangHeader = "x-test-hang"
 
 func startServer(t testing.TB, name string) *testServer {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	return serve(t, name, "127.0.0.1:0")
+}
+
+// restartServer starts a new server with old's name on old's address,
+// once old is stopped.
+func restartServer(t testing.TB, old *testServer) *testServer {
+	t.Helper()
+	return serve(t, old.name, old.addr)
+}
+
+func serve(t testing.TB, name, addr string) *testServer {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	s := &testServer{name: name, addr: lis.Addr().String(), srv: grpc.NewServer(),
 		health: health.NewServer(), hanging: make(chan struct{}, 64)}
@@ -161,7 +174,12 @@ func newClient(t testing.TB, sc string, eps []resolver.Endpoint) *testClient {
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(sc),
-		grpc.WithStatsHandler(ac))
+		grpc.WithStatsHandler(ac),
+		// Reconnect within milliseconds, not gRPC's default second.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, MaxDelay: 100 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cc.Close() })
 	cc.Connect()

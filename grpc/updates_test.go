@@ -2,7 +2,10 @@ package lbgrpc_test
 
 import (
 	"context"
+	"errors"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,6 +192,80 @@ func TestConfigChange(t *testing.T) {
 	name, err := cl.call(context.Background())
 	require.NoError(t, err)
 	assert.Contains(t, []string{"a", "b"}, name)
+}
+
+// TestResolverError: a resolver error before any endpoint fails calls with
+// that error; after a good set it changes nothing (the last good set
+// serves), and shows in the failure only when no backend is ready.
+func TestResolverError(t *testing.T) {
+	t.Parallel()
+	cl := newClient(t, serviceConfig(`{}`), nil)
+	cl.r.CC().ReportError(errors.New("no such zone"))
+	require.Eventually(t, func() bool {
+		_, err := cl.call(context.Background())
+		return status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "no such zone")
+	}, 10*time.Second, time.Millisecond)
+
+	s := startServer(t, "s")
+	cl.update(endpointsOf(s))
+	cl.warm(s)
+	cl.r.CC().ReportError(errors.New("zone gone for a while"))
+	name, err := cl.call(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "s", name)
+
+	s.stop()
+	waitState(t, cl.cc, connectivity.TransientFailure)
+	require.Eventually(t, func() bool {
+		_, err := cl.call(context.Background())
+		return strings.Contains(err.Error(), "zone gone for a while") && strings.Contains(err.Error(), "last connection error")
+	}, 10*time.Second, time.Millisecond)
+}
+
+// TestRefusedEndpointSet: a set lb refuses (here a ring that would need
+// more points than lb allows) is not applied: the previous set serves, and
+// with none the calls fail with lb's reason.
+func TestRefusedEndpointSet(t *testing.T) {
+	t.Parallel()
+	a, b := startServer(t, "a"), startServer(t, "b")
+	// 16 points per unit of weight: lb's limit of 8,388,608 points is
+	// passed with a weight of 1,048,576 (lb.MaxWeight).
+	cfg := serviceConfig(`{"strategy": "ring", "ring": {"replicas": 16}}`)
+	cl := newClient(t, cfg, []resolver.Endpoint{a.endpoint(lb.MaxWeight)})
+	waitState(t, cl.cc, connectivity.TransientFailure)
+	_, err := cl.call(context.Background())
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Contains(t, err.Error(), "needs more than 8388608 points")
+
+	cl.update(endpointsOf(a))
+	cl.warm(a)
+	cl.update(append(endpointsOf(a), b.endpoint(lb.MaxWeight)))
+	require.Len(t, cl.stats(), 1, "the refused set was not applied")
+	name, err := cl.call(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "a", name)
+}
+
+// TestReconnect: a server that dies and comes back on its address is
+// used again: its SubConn reconnects, and its keys return to it.
+func TestReconnect(t *testing.T) {
+	t.Parallel()
+	a, b := startServer(t, "a"), startServer(t, "b")
+	cl := newClient(t, serviceConfig(`{"strategy": "ring"}`, retryPolicy), endpointsOf(a, b))
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := "user-" + strconv.Itoa(i); cl.keyed(k, "") == "a" {
+			key = k
+		}
+	}
+	a.stop()
+	assert.Equal(t, "b", cl.keyed(key, ""), "a's key moves while a is down")
+	require.Eventually(t, func() bool { return cl.stats()["a"].Unhealthy }, 10*time.Second, time.Millisecond)
+
+	back := restartServer(t, a)
+	require.Eventually(t, func() bool { return cl.keyed(key, "") == "a" }, 10*time.Second, time.Millisecond)
+	assert.False(t, cl.stats()["a"].Unhealthy)
+	assert.Positive(t, back.calls.Load())
 }
 
 // deadAddr returns a loopback address where nothing listens.
