@@ -52,20 +52,10 @@ func TestKeyedCallsStick(t *testing.T) {
 			// manual resolver's update returns once the policy has it.)
 			cl.update(endpointsOf(a, c))
 			require.Len(t, cl.stats(), 2)
-			moved := place("")
-			strays := 0
-			for k, s := range home {
-				switch {
-				case s == "b":
-					assert.NotEqual(t, "b", moved[k], "key %s left b", k)
-				case moved[k] != s:
-					strays++
-				}
-			}
-			assert.LessOrEqual(t, strays, tt.stray, "keys that moved between servers that stayed")
+			assertMoved(t, home, place(""), "b", tt.stray)
 
-			// b comes back: every key is home again.
-			// Its keys wait for its new connection rather than go elsewhere.
+			// b comes back: every key is home again (its keys wait for its
+			// new connection rather than go elsewhere).
 			cl.update(endpointsOf(a, b, c))
 			require.Len(t, cl.stats(), 3)
 			assert.Equal(t, home, place(""), "keys go back to b")
@@ -73,20 +63,26 @@ func TestKeyedCallsStick(t *testing.T) {
 			// c is killed (the resolver still lists it): its keys move
 			// once its SubConn has failed to reconnect; the others stay.
 			c.stop()
-			down := place("")
-			strays = 0
-			for k, s := range home {
-				switch {
-				case s == "c":
-					assert.NotEqual(t, "c", down[k], "key %s left the killed c", k)
-				case down[k] != s:
-					strays++
-				}
-			}
-			assert.LessOrEqual(t, strays, tt.stray, "keys that moved between servers that stayed up")
+			assertMoved(t, home, place(""), "c", tt.stray)
 			assert.True(t, cl.stats()["c"].Unhealthy, "c is marked down in lb")
 		})
 	}
+}
+
+// assertMoved checks that every key placed on gone (in home) has moved
+// (in now), and that at most stray keys of the other servers have.
+func assertMoved(t *testing.T, home, now map[string]string, gone string, stray int) {
+	t.Helper()
+	strays := 0
+	for k, s := range home {
+		switch {
+		case s == gone:
+			assert.NotEqual(t, gone, now[k], "key %s left %s", k, gone)
+		case now[k] != s:
+			strays++
+		}
+	}
+	assert.LessOrEqual(t, strays, stray, "keys that moved between servers that stayed")
 }
 
 func values(m map[string]string) []string {
