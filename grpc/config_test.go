@@ -84,4 +84,11 @@ func TestNewClientRejectsBadConfig(t *testing.T) {
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"go_lb": {"strategy": "ring", "ring": {"replicas": -5}}}]}`))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Ring.Replicas is -5")
+
+	// A policy name nothing registered (as go_lb is before Register) is
+	// refused too: the package does not register itself on import.
+	_, err = grpc.NewClient("passthrough:///127.0.0.1:1",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"go_lb_never_registered": {}}]}`))
+	assert.ErrorContains(t, err, "no supported policies")
 }
