@@ -82,6 +82,7 @@ func (s *sim) setHealthy(b *simBackend, what string) {
 			panic(fmt.Sprintf("lbsim: SetHealthy: %v", err))
 		}
 	}
+	s.clock.runDue() // the pickers' rebuilds, before the keys are probed
 	s.changed(b.name + " " + what)
 }
 

@@ -103,6 +103,7 @@ type sim struct {
 
 	backends []simBackend
 	byAddr   map[string]int32
+	clock    *simClock
 	bals     []*lb.Balancer
 	index    []map[*lb.Backend]int32 // per client
 
@@ -173,8 +174,9 @@ func newSim(sc *Scenario, strategy string) (*sim, error) {
 		s.lastKey[i] = -1
 	}
 	eps := s.endpoints()
+	s.clock = &simClock{s: s}
 	for range sc.Clients {
-		bal, err := lb.NewBalancer(b, lb.WithEndpoints(eps))
+		bal, err := lb.NewBalancer(b, lb.WithEndpoints(eps), lb.WithClock(s.clock))
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("%s: %w", strategy, err)
@@ -279,6 +281,7 @@ func (s *sim) loop() {
 	for len(s.heap) > 0 {
 		e := s.pop()
 		s.now = e.t
+		s.clock.runDue()
 		switch e.kind {
 		case kArrival:
 			s.arrive(e.id)
