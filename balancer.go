@@ -43,6 +43,13 @@ type Balancer struct {
 	closed   bool
 	closedCh chan struct{} // closed by Close
 
+	ramping   map[*Backend]struct{} // on the slow-start ramp
+	rampTimer Timer                 // the next update of their shares
+	rampSeq   atomic.Uint64         // draws of the ramp decisions
+	holds     map[*Backend]Timer    // backends holding off (Retry-After)
+
+	intervalTimer Timer // the next success-rate interval
+
 	// Background rebuilds: dirty says the picker is out of date with the
 	// backends' availability; rebuilding that a goroutine applies it.
 	dirty      atomic.Bool
@@ -72,10 +79,12 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
-	outlier   OutlierDetection
-	logger    *slog.Logger
-	endpoints []Endpoint
-	clock     Clock
+	outlier      OutlierDetection
+	logger       *slog.Logger
+	endpoints    []Endpoint
+	clock        Clock
+	slowStart    SlowStart
+	slowStartSet bool
 }
 
 // defaultOptions is the one place defaults are set.
@@ -135,6 +144,13 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		}
 		o.outlier = od
 	}
+	if o.slowStartSet {
+		ss, err := o.slowStart.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		o.slowStart = ss
+	}
 	bal := &Balancer{
 		builder:  b,
 		opts:     o,
@@ -147,6 +163,7 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		bal.group.track = lt.needsTotalLoad()
 	}
 	bal.snap.Store(&snapshot{err: fmt.Errorf("%w: the balancer has no endpoints yet", ErrNoEndpoints)})
+	bal.startIntervals()
 	if o.endpoints != nil {
 		if err := bal.Update(o.endpoints); err != nil {
 			return nil, err
@@ -255,6 +272,9 @@ func (b *Balancer) Pick(key string) (Pick, error) {
 	}
 	if be.out.Load() != 0 && !s.all {
 		be = avoid(s, key, be)
+	}
+	if sh := be.share.Load(); sh != 0 {
+		be = b.ramped(s, key, be, sh)
 	}
 	return b.newPick(be), nil
 }
@@ -419,9 +439,20 @@ func (b *Balancer) Update(eps []Endpoint) error {
 	for key, be := range b.byKey {
 		if byKey[key] != be {
 			b.stopTimer(be)
-			be.removed = true
+			be.ctl.removed = true
 			if be.ejected.Load() {
 				b.ejected--
+			}
+			if t := b.holds[be]; t != nil {
+				t.Stop()
+				delete(b.holds, be)
+			}
+		}
+	}
+	if len(b.members) > 0 { // backends of the first set start at full share
+		for _, be := range members {
+			if b.byKey[be.key] != be {
+				b.startRamp(be)
 			}
 		}
 	}
@@ -568,6 +599,7 @@ func (b *Balancer) SetHealthy(addr string, healthy bool) error {
 	be.setOut()
 	if healthy {
 		be.streak.Store(0)
+		b.startRamp(be)
 		b.opts.logger.Info("lb: backend healthy", "addr", be.addr)
 	} else {
 		b.opts.logger.Warn("lb: backend unhealthy", "addr", be.addr)
@@ -606,6 +638,15 @@ func (b *Balancer) Close() error {
 	close(b.closedCh)
 	for be := range b.timers {
 		b.stopTimer(be)
+	}
+	for _, t := range b.holds {
+		t.Stop()
+	}
+	if b.rampTimer != nil {
+		b.rampTimer.Stop()
+	}
+	if b.intervalTimer != nil {
+		b.intervalTimer.Stop()
 	}
 	b.snap.Store(&snapshot{err: ErrClosed, members: b.members, gen: b.snap.Load().gen})
 	b.mu.Unlock()

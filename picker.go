@@ -167,10 +167,21 @@ type backendCold struct {
 	ejectedUntil atomic.Int64  // unix nanoseconds
 	readmittedAt atomic.Int64  // unix nanoseconds
 	down         atomic.Bool   // marked unhealthy by an active health check
-	removed      bool          // left the Balancer's set; guarded by the Balancer's lock
-	level        uint          // ejection length doubling; guarded by the Balancer's lock
 	cancels      atomic.Uint64 // picks ended by Cancel
 	picksSeen    atomic.Uint64 // the most Picks reported by Stats, so that it never goes down
+	ctl          *backendCtl   // the Balancer's control state of the backend
+}
+
+// backendCtl is the state the Balancer's control path keeps for a
+// backend (ejection, slow start, hold-off, success-rate windows), guarded
+// by the Balancer's lock and never read by a pick.
+type backendCtl struct {
+	removed  bool      // left the Balancer's set
+	level    uint      // ejection length doubling
+	holding  bool      // holding off picks (Retry-After)
+	rampFrom time.Time // start of the slow-start ramp
+	// counts at the start of the success-rate interval
+	lastSuccess, lastFailures uint64
 }
 
 // backendHot is the second 128 bytes of a Backend: the counters, alone.
@@ -183,13 +194,18 @@ type backendHot struct {
 	inflight atomic.Int64
 	ewma     atomic.Uint64 // float64 bits of the latency EWMA in nanoseconds
 	streak   atomic.Int64  // consecutive failures
+	fail     atomic.Uint64 // float64 bits of the failure score (see observe)
 	failures atomic.Uint64
 	success  atomic.Uint64
 	group    *loadGroup
-	// out is 1 while the backend is ejected or marked down: a pick reads it
-	// on this line, which it writes anyway, to avoid a backend that left
-	// the picker's set before the picker is rebuilt.
+	// out is 1 while the backend is ejected, marked down or holding off
+	// (Retry-After): a pick reads it on this line, which it writes anyway,
+	// to avoid a backend that left the picker's set before the picker is
+	// rebuilt, or that asked for a pause.
 	out atomic.Uint32
+	// share is the backend's slow-start share, in 1/65536ths: 0 when it is
+	// not ramping (a full share).
+	share atomic.Uint32
 }
 
 // NewBackends validates eps and returns a fresh Backend for each, in order.
@@ -304,7 +320,7 @@ func (b *Backend) begin() {
 }
 
 func newBackend(e Endpoint, g *loadGroup) *Backend {
-	b := &Backend{backendCold: backendCold{addr: e.Addr, key: canonicalAddr(e.Addr)}, backendHot: backendHot{group: g}}
+	b := &Backend{backendCold: backendCold{addr: e.Addr, key: canonicalAddr(e.Addr), ctl: new(backendCtl)}, backendHot: backendHot{group: g}}
 	b.meta.Store(newMeta(e))
 	return b
 }
@@ -369,10 +385,10 @@ func (b *Backend) Healthy() bool { return !b.down.Load() }
 // available reports whether pickers should include the backend.
 func (b *Backend) available() bool { return !b.ejected.Load() && !b.down.Load() }
 
-// setOut updates the flag picks read (out) from ejected and down. Called
-// with the Balancer's lock held, after either changed.
+// setOut updates the flag picks read (out) from ejected, down and
+// holding. Called with the Balancer's lock held, after one changed.
 func (b *Backend) setOut() {
-	if b.available() {
+	if b.available() && !b.ctl.holding {
 		b.out.Store(0)
 	} else {
 		b.out.Store(1)
@@ -441,6 +457,9 @@ func (b *Backend) picks(success, failures uint64, inflight *int64) uint64 {
 // ewmaAlpha is the weight of the newest latency sample in the EWMA.
 const ewmaAlpha = 0.2
 
+// failAlpha is the weight of the newest outcome in the failure score.
+const failAlpha = 0.25
+
 // end counts the end of a call picked on b (see begin).
 func (b *Backend) end() {
 	b.inflight.Add(-1)
@@ -450,29 +469,52 @@ func (b *Backend) end() {
 }
 
 // observe records the end of one call on the backend. It allocates nothing.
+//
+// Two averages feed load-aware picks (P2C, bounded loads): the latency
+// EWMA and the failure score, an EWMA of outcomes (1 a failure, 0 a
+// success). A failure never lowers the latency EWMA: its sample is the
+// larger of its latency and the EWMA, so a backend that fails fast does
+// not look fast. Both are updated by a load and a store, not a
+// compare-and-swap loop: under contention a sample may be lost, which an
+// average can afford.
 func (b *Backend) observe(err error, latency time.Duration) {
 	b.end()
+	old := b.ewma.Load()
+	prev := math.Float64frombits(old)
 	if latency > 0 {
 		sample := float64(latency)
-		for {
-			old := b.ewma.Load()
-			prev := math.Float64frombits(old)
-			next := sample
-			if old != 0 {
-				next = prev + ewmaAlpha*(sample-prev)
-			}
-			if b.ewma.CompareAndSwap(old, math.Float64bits(next)) {
-				break
-			}
+		if err != nil {
+			sample = max(sample, prev)
 		}
+		next := sample
+		if old != 0 {
+			next = prev + ewmaAlpha*(sample-prev)
+		}
+		b.ewma.Store(math.Float64bits(next))
 	}
+	f := b.fail.Load()
 	if err != nil {
 		b.failures.Add(1)
 		b.streak.Add(1)
+		fs := math.Float64frombits(f)
+		b.fail.Store(math.Float64bits(fs + failAlpha*(1-fs)))
 		return
 	}
 	b.success.Add(1)
 	if b.streak.Load() != 0 {
 		b.streak.Store(0)
 	}
+	if f != 0 {
+		if fs := math.Float64frombits(f) * (1 - failAlpha); fs > 1e-3 {
+			b.fail.Store(math.Float64bits(fs))
+		} else {
+			b.fail.Store(0)
+		}
+	}
 }
+
+// FailureScore returns the backend's failure score: an exponentially
+// weighted average of its recent outcomes, from 0 (its recent calls
+// succeeded) to 1 (they failed). P2C and bounded loads weigh it, so that
+// a backend that fails fast never draws traffic by looking idle.
+func (b *Backend) FailureScore() float64 { return math.Float64frombits(b.fail.Load()) }

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -105,17 +106,61 @@ func TestP2CLatencyBreaksTies(t *testing.T) {
 	bs[1].begin()
 	bs[1].observe(nil, 50*time.Millisecond)
 	assert.Equal(t, 1.0, shares(t, p, 1000)["fast:1"])
-	// In-flight counts come first.
+	// Cost is (in flight + 1) × latency: fast with 1 in flight (2 × 1 ms)
+	// still beats slow (1 × 50 ms); with 50 in flight (51 ms) it loses.
 	bs[0].begin()
+	assert.Equal(t, 1.0, shares(t, p, 1000)["fast:1"])
+	for i := 0; i < 49; i++ {
+		bs[0].begin()
+	}
 	assert.Equal(t, 1.0, shares(t, p, 1000)["slow:1"])
+}
+
+// A backend that fails fast does not win picks by looking idle and fast:
+// its failure score outweighs its low latency and in-flight count.
+func TestP2CPenalisesFailures(t *testing.T) {
+	t.Parallel()
+	bs, err := NewBackends(Addrs("good:1", "bad:1", "good2:1"))
+	require.NoError(t, err)
+	p, err := P2C{}.Build(bs)
+	require.NoError(t, err)
+	for i := 0; i < 20; i++ {
+		bs[0].begin()
+		bs[0].observe(nil, 10*time.Millisecond)
+		bs[2].begin()
+		bs[2].observe(nil, 10*time.Millisecond)
+		bs[1].begin()
+		bs[1].observe(errors.New("503"), 100*time.Microsecond) // fast failures
+	}
+	assert.Greater(t, bs[1].FailureScore(), 0.99)
+	assert.Equal(t, 10*time.Millisecond, bs[0].Latency())
+	assert.GreaterOrEqual(t, bs[1].Latency(), time.Duration(0))
+	// Even with the good ones busy, the bad one gets only the exploration
+	// trickle (1 in 64 of the picks it is drawn in).
+	for i := 0; i < 5; i++ {
+		bs[0].begin()
+		bs[2].begin()
+	}
+	got := shares(t, p, 100000)
+	assert.Less(t, got["bad:1"], 0.02, "fast failures attract no traffic")
+	assert.Greater(t, got["bad:1"], 0.005, "but a trickle, to see it recover")
+	// It recovers as its calls succeed.
+	for i := 0; i < 40; i++ {
+		bs[1].begin()
+		bs[1].observe(nil, 10*time.Millisecond)
+	}
+	assert.Zero(t, bs[1].FailureScore())
+	got = shares(t, p, 100000)
+	assert.Greater(t, got["bad:1"], 0.5, "recovered and idle, it is preferred again")
 }
 
 func TestP2CWeighted(t *testing.T) {
 	t.Parallel()
 	p, err := P2C{}.New([]Endpoint{{Addr: "a:1", Weight: 3}, {Addr: "b:1"}, {Addr: "c:1"}})
 	require.NoError(t, err)
-	// Idle and tied: the first of two draws in proportion to weight wins,
-	// so a (weight 3 of 5) comes first with probability 3/5.
+	// Idle and tied (in flight per weight + 1 is 1 for each): the first of
+	// two draws in proportion to weight wins, so a (weight 3 of 5) comes
+	// first with probability 3/5.
 	got := shares(t, p, 100000)
 	assert.InDelta(t, 0.6, got["a:1"], 0.01)
 	// Load per unit of weight: a with 2 in flight (2/3 per weight) still
