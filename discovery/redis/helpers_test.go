@@ -123,7 +123,7 @@ func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
 func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	msg := r.Message
+	msg := r.Time.Format("15:04:05.000 ") + r.Message
 	r.Attrs(func(a slog.Attr) bool {
 		msg += " " + a.Key + "=" + a.Value.String()
 		return true

@@ -159,6 +159,7 @@ func Register(ctx context.Context, client *goredis.Client, service string, ep lb
 // refresh renews the instance until ctx ends or the client is closed.
 func (r *Registration) refresh(ctx context.Context) {
 	defer close(r.done)
+	cli := r.cli.WithTimeout(min(r.every, DefaultRequestTimeout)) // a refresh later than TTL/3 is of no use
 	wait := jitterUp(r.every)
 	for failures := 0; ; {
 		t := time.NewTimer(wait)
@@ -169,7 +170,7 @@ func (r *Registration) refresh(ctx context.Context) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, r.every)
-		written, err := putScript.Run(rctx, r.cli, r.keys, r.args...).Int()
+		written, err := putScript.Run(rctx, cli, r.keys, r.args...).Int()
 		cancel()
 		switch {
 		case ctx.Err() != nil:

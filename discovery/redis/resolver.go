@@ -64,15 +64,17 @@ type Resolver struct {
 	// Prefix starts every key and channel name; "" means DefaultPrefix
 	// ("lb:"). It must be the one the services register with.
 	Prefix string
-	// Logger receives skipped values, retried failures (Warn) and changes
-	// found only by a re-read (Info); nil logs nothing.
+	// Logger receives skipped values and retried failures (Warn), and
+	// changes found only by a re-read (Info, or Debug when keyspace
+	// notifications are known to be unavailable); nil logs nothing.
 	Logger *slog.Logger
 	// ResyncInterval is how often the whole service is read again, in
 	// case a notification was lost; 0 means 30 s. Each wait is jittered
 	// by up to 10%.
 	ResyncInterval time.Duration
-	// RequestTimeout bounds each request, and how long the subscription
-	// may stay silent before it is pinged; 0 means 5 s.
+	// RequestTimeout bounds each request (it is the read and write
+	// timeout of the requests Watch makes through Client), and how long
+	// the subscription may stay silent before it is pinged; 0 means 5 s.
 	RequestTimeout time.Duration
 	// MaxBackoff is the longest wait between reconnections; 0 means 5 s.
 	MaxBackoff time.Duration
@@ -131,13 +133,15 @@ func (r Resolver) withDefaults() (Resolver, error) {
 type watchState struct {
 	Resolver
 	layout
+	cmds    *goredis.Client // Client, with RequestTimeout as its read and write timeouts
 	db      int
 	update  func([]lb.Endpoint) error
 	entries map[string]lb.Endpoint // by instance ID
 	bad     map[string]string      // malformed value last logged, by ID
 	last    []lb.Endpoint
 	sent    bool
-	warned  bool // that keyspace notifications are unavailable
+	warned  bool    // that keyspace notifications are unavailable
+	refused [2]bool // warned that the keyspace, channel subscription was refused
 }
 
 // updateError carries the error of update out of a session.
@@ -157,6 +161,7 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 	st := &watchState{
 		Resolver: r,
 		layout:   newLayout(r.Prefix, r.Service),
+		cmds:     r.Client.WithTimeout(r.RequestTimeout),
 		db:       r.Client.Options().DB,
 		update:   update,
 		entries:  map[string]lb.Endpoint{},
@@ -242,7 +247,13 @@ func (st *watchState) session(ctx context.Context) (healthy bool, err error) {
 				return true, fmt.Errorf("reading the service again: %w", err)
 			}
 			if changed {
-				st.Logger.Info("redis: a periodic re-read found changes that no notification announced",
+				// Expected without notifications (warned of already);
+				// worth knowing otherwise.
+				level := slog.LevelInfo
+				if st.warned || st.refused[0] {
+					level = slog.LevelDebug
+				}
+				st.Logger.Log(ctx, level, "redis: a periodic re-read found changes that no notification announced",
 					"service", st.Service)
 			}
 			resync.Reset(jitterUp(st.ResyncInterval))
@@ -260,7 +271,7 @@ func (st *watchState) session(ctx context.Context) (healthy bool, err error) {
 func (st *watchState) notifications(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, st.RequestTimeout)
 	defer cancel()
-	cur, err := st.Client.ConfigGet(rctx, "notify-keyspace-events").Result()
+	cur, err := st.cmds.ConfigGet(rctx, "notify-keyspace-events").Result()
 	if err != nil && !isServerError(err) {
 		return err
 	}
@@ -272,7 +283,7 @@ func (st *watchState) notifications(ctx context.Context) error {
 		}
 		if !st.LeaveConfig {
 			flags := cur["notify-keyspace-events"] + missing
-			err = st.Client.ConfigSet(rctx, "notify-keyspace-events", flags).Err()
+			err = st.cmds.ConfigSet(rctx, "notify-keyspace-events", flags).Err()
 			if err == nil {
 				st.Logger.Info("redis: enabled keyspace notifications", "notify-keyspace-events", flags)
 				return nil
@@ -326,29 +337,59 @@ func isServerError(err error) bool {
 }
 
 // subscribe subscribes ps to the service's keyspace notifications and
-// channel, and waits for both confirmations: from then on no change is
-// missed, so reading everything afterwards leaves no gap.
+// channel, and waits for each confirmation: from then on no change is
+// missed, so reading everything afterwards leaves no gap. A subscription
+// the server refuses (an ACL user without access to the channel) is
+// logged once and left out: the re-reads stand in for it.
 func (st *watchState) subscribe(ctx context.Context, ps *goredis.PubSub) error {
 	sctx, cancel := context.WithTimeout(ctx, st.RequestTimeout)
 	defer cancel()
-	if err := ps.PSubscribe(sctx, st.keyspacePattern(st.db)); err != nil {
-		return err
+	subs := []struct {
+		kind      string
+		name      string
+		sub       func(context.Context, ...string) error
+		unsub     func(context.Context, ...string) error
+		refusedOf *bool
+	}{
+		{"psubscribe", st.keyspacePattern(st.db), ps.PSubscribe, ps.PUnsubscribe, &st.refused[0]},
+		{"subscribe", st.channel(), ps.Subscribe, ps.Unsubscribe, &st.refused[1]},
 	}
-	if err := ps.Subscribe(sctx, st.channel()); err != nil {
-		return err
-	}
-	for confirmed := 0; confirmed < 2; {
-		m, err := ps.ReceiveTimeout(sctx, st.RequestTimeout)
+	for _, s := range subs {
+		if err := s.sub(sctx, s.name); err != nil {
+			return err
+		}
+		err := awaitConfirmation(sctx, ps, s.kind, s.name, st.RequestTimeout)
+		if err != nil && isServerError(err) {
+			if !*s.refusedOf {
+				*s.refusedOf = true
+				st.Logger.Warn("redis: the server refused a subscription; relying on re-reads for what it would announce",
+					"service", st.Service, "channel", s.name, "err", err, "resync_interval", st.ResyncInterval)
+			}
+			// Forget it, so that it is not subscribed again; the
+			// server's confirmation is read and dropped by receive.
+			err = s.unsub(sctx, s.name)
+		}
 		if err != nil {
 			return err
 		}
-		if _, ok := m.(*goredis.Subscription); ok {
-			confirmed++
-		}
-		// Notifications before both confirmations: the read that follows
-		// sees their changes.
 	}
 	return nil
+}
+
+// awaitConfirmation reads ps until the subscription of kind to name is
+// confirmed, or an error.
+func awaitConfirmation(ctx context.Context, ps *goredis.PubSub, kind, name string, timeout time.Duration) error {
+	for {
+		m, err := ps.ReceiveTimeout(ctx, timeout)
+		if err != nil {
+			return err
+		}
+		if s, ok := m.(*goredis.Subscription); ok && s.Kind == kind && s.Channel == name {
+			return nil
+		}
+		// A notification, or the confirmation of an unsubscription: the
+		// read that follows the subscriptions sees every change.
+	}
 }
 
 // receive hands every message of ps to msgs, and the error that ends the
@@ -445,7 +486,7 @@ func (st *watchState) handle(ctx context.Context, m any, msgs <-chan any) error 
 func (st *watchState) readAll(ctx context.Context) (changed bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, st.RequestTimeout)
 	defer cancel()
-	listed, err := st.Client.ZRange(rctx, st.index(), 0, -1).Result()
+	listed, err := st.cmds.ZRange(rctx, st.index(), 0, -1).Result()
 	if err != nil {
 		return false, err
 	}
@@ -457,7 +498,7 @@ func (st *watchState) readAll(ctx context.Context) (changed bool, err error) {
 		}
 		ids = append(ids, id)
 	}
-	pipe := st.Client.Pipeline()
+	pipe := st.cmds.Pipeline()
 	vals := st.getValues(rctx, pipe, ids)
 	if len(ids) > 0 {
 		if _, err := pipe.Exec(rctx); err != nil {
@@ -507,7 +548,7 @@ func (st *watchState) fetch(ctx context.Context, dirty map[string]struct{}) erro
 	for id := range dirty {
 		ids = append(ids, id)
 	}
-	pipe := st.Client.Pipeline()
+	pipe := st.cmds.Pipeline()
 	vals := st.getValues(rctx, pipe, ids)
 	scores := make([]*goredis.FloatCmd, len(ids))
 	for i, id := range ids {

@@ -357,6 +357,56 @@ func TestResolverSubscriptionKilled(t *testing.T) {
 	rec.noRepeats(t)
 }
 
+// The connections go silent (a partition: nothing is closed, nothing
+// arrives). The resolver pings the quiet subscription, gives it up when
+// no answer comes, reconnects and reads everything again.
+func TestResolverSilentConnection(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	svc := uniq("silent")
+	admin := srv.client(t)
+	put(t, admin, svc, "a", "10.0.0.1:80", 0)
+	px := startBlackHole(t, srv.addr)
+	cli := goredis.NewClient(&goredis.Options{Addr: px.addr})
+	t.Cleanup(func() { _ = cli.Close() })
+	logs, logger := newLogs()
+	rec := watch(t, lbredis.Resolver{
+		Client: cli, Service: svc, Logger: logger,
+		ResyncInterval: noResync, RequestTimeout: 300 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	rec.waitAddrs(t, "10.0.0.1:80")
+
+	px.freeze()
+	put(t, admin, svc, "b", "10.0.0.2:80", 0)
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, 1, logs.count("did not answer a ping"))
+	put(t, admin, svc, "c", "10.0.0.3:80", 0)
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	rec.noRepeats(t)
+}
+
+// A user whose ACL gives it no pub/sub channels (Redis 7's default for
+// new users) cannot subscribe: the resolver says so once and follows the
+// service by its re-reads.
+func TestResolverSubscriptionsRefused(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	svc := uniq("acl")
+	admin := srv.client(t)
+	require.NoError(t, admin.Do(bg(t), "ACL", "SETUSER", "nochannels", "on", ">secret", "~*", "+@all", "resetchannels").Err())
+	cli := goredis.NewClient(&goredis.Options{Addr: srv.addr, Username: "nochannels", Password: "secret"})
+	t.Cleanup(func() { _ = cli.Close() })
+	logs, logger := newLogs()
+	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, Logger: logger, ResyncInterval: 100 * time.Millisecond})
+	waitFor(t, "the first set", func() bool { return rec.count() == 1 })
+	put(t, admin, svc, "a", "10.0.0.1:80", 0)
+	rec.waitAddrs(t, "10.0.0.1:80")
+	put(t, admin, svc, "b", "10.0.0.2:80", 0)
+	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, 2, logs.count("refused a subscription"))
+	assert.Zero(t, logs.count("keeping the last set"), "a refused subscription is not a lost connection")
+}
+
 func TestResolverConfigErrors(t *testing.T) {
 	t.Parallel()
 	cli := shared.client(t)
