@@ -47,7 +47,10 @@
 // # Figures
 //
 // Measured on a 2-core machine, loopback, redis-server 7.0.15, by
-// TestMeasure (go test -run TestMeasure -v .): a change written to Redis
-// reaches a Balancer's new picker in a median of 0.3 ms (100 changes);
-// 1,000 instances reach the first set in about 6 ms.
+// TestMeasure (go test -run TestMeasure -count=1 -v ., three runs): a
+// change written to Redis reaches a Balancer's new picker in a median of
+// 0.10-0.26 ms over 100 changes (max under 5 ms), by hand or through
+// Register and Close; 1,000 instances reach the first set in 7-12 ms, and
+// a running resolver holds about 960 KiB for them (its two connections'
+// buffers included).
 package redis
