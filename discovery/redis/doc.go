@@ -33,6 +33,10 @@
 // resolvers see the deletion through keyspace notifications, and ignore
 // listed IDs without a key).
 //
+// Both sides work with a single server's client (redis.NewClient, or
+// redis.NewFailoverClient through Sentinel); Redis Cluster is not
+// supported: keyspace notifications are local to each node.
+//
 // # Notifications
 //
 // Resolvers learn of changes from the server's keyspace notifications

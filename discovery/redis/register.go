@@ -147,7 +147,7 @@ func Register(ctx context.Context, client *goredis.Client, service string, ep lb
 		r.logger = slog.New(slog.DiscardHandler)
 	}
 	if err := putScript.Run(ctx, client, r.keys, r.args...).Err(); err != nil {
-		_ = r.remove(ctx)
+		_ = r.remove(ctx, time.Second) // in case the write was applied but its reply lost
 		return nil, fmt.Errorf("redis: registering %q: %w", r.keys[0], err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -193,10 +193,9 @@ func (r *Registration) refresh(ctx context.Context) {
 	}
 }
 
-// remove runs deleteScript, bounded by DefaultRequestTimeout even when
-// ctx has ended.
-func (r *Registration) remove(ctx context.Context) error {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultRequestTimeout)
+// remove runs deleteScript, bounded by timeout even when ctx has ended.
+func (r *Registration) remove(ctx context.Context, timeout time.Duration) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	return deleteScript.Run(dctx, r.cli, r.keys, r.args...).Err()
 }
@@ -216,7 +215,7 @@ func (r *Registration) Close() error {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		<-r.done
-		if err := r.remove(context.Background()); err != nil {
+		if err := r.remove(context.Background(), DefaultRequestTimeout); err != nil {
 			r.closeErr = fmt.Errorf("redis: removing %q (it expires after its TTL): %w", r.keys[0], err)
 		}
 	})
