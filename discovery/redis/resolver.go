@@ -183,7 +183,7 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 		}
 		failures++
 		wait := jitter(backoff(failures, minBackoff, r.MaxBackoff))
-		r.Logger.Warn("redis: lost the service; keeping the last set and reconnecting",
+		r.Logger.Warn("redis: following the service failed; keeping the last set and reconnecting",
 			"service", r.Service, "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
