@@ -183,7 +183,7 @@ func (st *watchState) emit() (bool, error) {
 	if st.sent && lb.EqualEndpoints(st.last, eps) {
 		return false, nil
 	}
-	if err := st.update(cloneEndpoints(eps)); err != nil {
+	if err := st.update(lb.CloneEndpoints(eps)); err != nil {
 		return false, updateError{err}
 	}
 	st.last, st.sent = eps, true

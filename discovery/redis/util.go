@@ -3,8 +3,6 @@ package redis
 import (
 	"math/rand/v2"
 	"time"
-
-	"github.com/go-lb/lb"
 )
 
 // backoff is lo · 2^(n-1), at most hi.
@@ -24,20 +22,4 @@ func jitter(d time.Duration) time.Duration {
 // jitterUp spreads d over [0.9·d, 1.1·d).
 func jitterUp(d time.Duration) time.Duration {
 	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
-}
-
-// cloneEndpoints copies eps deeply: what a resolver hands to update must
-// not share memory with what it keeps.
-func cloneEndpoints(eps []lb.Endpoint) []lb.Endpoint {
-	out := make([]lb.Endpoint, len(eps))
-	for i, e := range eps {
-		out[i] = e
-		if e.Labels != nil {
-			out[i].Labels = make(map[string]string, len(e.Labels))
-			for k, v := range e.Labels {
-				out[i].Labels[k] = v
-			}
-		}
-	}
-	return out
 }
