@@ -180,16 +180,16 @@ func (s Static) Watch(ctx context.Context, update func([]Endpoint) error) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := update(cloneEndpoints(s)); err != nil {
+	if err := update(CloneEndpoints(s)); err != nil {
 		return err
 	}
 	<-ctx.Done()
 	return ctx.Err()
 }
 
-// cloneEndpoints copies eps deeply (labels too): what a resolver hands to
-// update must not share memory with what it keeps.
-func cloneEndpoints(eps []Endpoint) []Endpoint {
+// CloneEndpoints returns a deep copy of eps (labels too): what a Resolver
+// hands to update must not share memory with what it keeps.
+func CloneEndpoints(eps []Endpoint) []Endpoint {
 	out := make([]Endpoint, len(eps))
 	for i, e := range eps {
 		out[i] = Endpoint{Addr: e.Addr, Weight: e.Weight, HashKey: e.HashKey, Labels: copyLabels(e.Labels)}

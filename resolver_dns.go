@@ -191,7 +191,7 @@ func (d DNS) Watch(ctx context.Context, update func([]Endpoint) error) error {
 		} else {
 			failures = 0
 			if !sent || !EqualEndpoints(last, eps) {
-				if err := update(cloneEndpoints(eps)); err != nil {
+				if err := update(CloneEndpoints(eps)); err != nil {
 					return err
 				}
 				last, sent = eps, true

@@ -229,7 +229,7 @@ func (st *watchState) emit() error {
 	if st.sent && lb.EqualEndpoints(st.last, eps) {
 		return nil
 	}
-	if err := st.update(cloneEndpoints(eps)); err != nil {
+	if err := st.update(lb.CloneEndpoints(eps)); err != nil {
 		return updateError{err}
 	}
 	st.last, st.sent = eps, true
@@ -251,20 +251,6 @@ func (st *watchState) set() []lb.Endpoint {
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Addr < eps[j].Addr })
 	return eps
-}
-
-func cloneEndpoints(eps []lb.Endpoint) []lb.Endpoint {
-	out := make([]lb.Endpoint, len(eps))
-	for i, e := range eps {
-		out[i] = lb.Endpoint{Addr: e.Addr, Weight: e.Weight}
-		if e.Labels != nil {
-			out[i].Labels = make(map[string]string, len(e.Labels))
-			for k, v := range e.Labels {
-				out[i].Labels[k] = v
-			}
-		}
-	}
-	return out
 }
 
 // backoff is lo · 2^(n-1), at most hi.
