@@ -49,6 +49,30 @@ type attempt struct {
 	fail error         // what Done gets on a clean end: nil or errFailureStatus
 	eof  bool          // the body was read to its end
 	done atomic.Bool
+
+	// With a per-try or body idle timeout (or hedging), the attempt has a
+	// context of its own, cancelled by release.
+	cancel context.CancelCauseFunc
+	// idle is the body idle timeout (0: none); clock reads the
+	// Transport's monotonic clock; reading is when the Read in progress
+	// began on it (0: none), and stalled that the watchdog ended it.
+	idle     time.Duration
+	clock    func() time.Duration
+	reading  atomic.Int64
+	stalled  atomic.Bool
+	stalls   *atomic.Uint64 // the Transport's count of stalled bodies
+	watchdog *time.Timer
+}
+
+// release ends the attempt's own context, if it has one, and its
+// watchdog.
+func (a *attempt) release() {
+	if a.watchdog != nil {
+		a.watchdog.Stop()
+	}
+	if a.cancel != nil {
+		a.cancel(context.Canceled)
+	}
 }
 
 // rewrittenAttempt is an attempt and the copy of its request whose URL
@@ -95,17 +119,47 @@ func (a *attempt) wrap(resp *http.Response, fail error) *http.Response {
 	}
 	a.body = resp.Body
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		a.idle = 0 // the connection is the caller's now
 		resp.Body = upgradedBody{a, rw}
 		return resp
+	}
+	if a.idle > 0 {
+		a.watchdog = time.AfterFunc(a.idle, a.watch)
 	}
 	resp.Body = a
 	return resp
 }
 
+// watch ends a Read that has waited for the body longer than the idle
+// timeout, by cancelling the attempt's context, and looks again later.
+func (a *attempt) watch() {
+	next := a.idle
+	if since := a.reading.Load(); since != 0 {
+		waited := a.clock() - time.Duration(since)
+		if waited >= a.idle {
+			a.stalled.Store(true)
+			a.stalls.Add(1)
+			a.cancel(ErrBodyStalled)
+			return
+		}
+		next = a.idle - waited
+	}
+	a.watchdog.Reset(next)
+}
+
 // Read reads the response body; its end (EOF or an error) finishes the
 // pick.
 func (a *attempt) Read(p []byte) (int, error) {
+	if a.idle > 0 {
+		a.reading.Store(int64(max(a.clock(), 1)))
+	}
 	n, err := a.body.Read(p)
+	if a.idle > 0 {
+		a.reading.Store(0)
+		if err != nil && a.stalled.Load() {
+			err = fmt.Errorf("%w: no bytes for %v (%w)", ErrBodyStalled, a.idle, err)
+		}
+	}
 	if err != nil {
 		if err == io.EOF {
 			a.eof = true
@@ -130,9 +184,15 @@ func (a *attempt) Close() error {
 // (Cancel), unless the response was a failure already (its status).
 
 // finish ends the pick once, with err: nil for a body read to its end or
-// closed by the caller, the body's error, or a.fail.
+// closed by the caller, the body's error, or a.fail. A stalled body is the
+// backend's failure, whatever the caller's context says.
 func (a *attempt) finish(err error) {
 	if !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	defer a.release()
+	if a.stalled.Load() {
+		a.pick.Done(ErrBodyStalled, a.lat)
 		return
 	}
 	if a.fail == nil && a.ctx.Err() != nil && !a.eof {

@@ -608,6 +608,30 @@ func (b *Balancer) SetHealthy(addr string, healthy bool) error {
 	return nil
 }
 
+// backend returns the member at addr (any spelling), or nil.
+func (b *Balancer) backend(addr string) *Backend {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byKey[canonicalAddr(addr)]
+}
+
+// markDown marks be down for a health check, unless that would take more
+// than pct percent of the set out (0: the Balancer's cap), and reports
+// whether it did.
+func (b *Balancer) markDown(be *Backend, pct int) bool {
+	b.mu.Lock()
+	limit := b.outLimit()
+	if pct > 0 {
+		limit = max(1, len(b.members)*pct/100)
+	}
+	if b.closed || be.ctl.removed || b.outCount() >= limit {
+		b.mu.Unlock()
+		return false
+	}
+	b.mu.Unlock()
+	return b.SetHealthy(be.addr, false) == nil
+}
+
 // Backends returns the current set, in the order given to Update.
 func (b *Balancer) Backends() []*Backend {
 	return slices.Clone(b.snap.Load().members)

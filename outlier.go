@@ -147,10 +147,13 @@ func (b *Balancer) failed(be *Backend) {
 		return
 	}
 	b.mu.Lock()
-	ok := be.streak.Load() >= k && b.ejectLocked(be, "consecutive failures")
+	var d time.Duration
+	if be.streak.Load() >= k {
+		d = b.ejectLocked(be, "consecutive failures")
+	}
 	b.mu.Unlock()
-	if ok {
-		b.logEjection(be, "consecutive failures")
+	if d > 0 {
+		b.logEjection(be, "consecutive failures", d)
 	}
 }
 
@@ -175,20 +178,20 @@ func (b *Balancer) outCount() int {
 	return n
 }
 
-// ejectLocked takes be out of the picker, if the cap allows, and reports
-// whether it did. It runs on the goroutine of the Done that failed (or of
+// ejectLocked takes be out of the picker, if the cap allows, and returns
+// for how long (0: it did not). It runs on the goroutine of the Done that failed (or of
 // the interval's check), so it does O(1) work under b.mu and leaves the
 // picker's rebuild to the background (rebuildLater); picks avoid be from
 // now on. Called with b.mu held.
-func (b *Balancer) ejectLocked(be *Backend, why string) bool {
+func (b *Balancer) ejectLocked(be *Backend, why string) time.Duration {
 	od := &b.opts.outlier
 	if b.closed || be.ejected.Load() || be.ctl.removed {
-		return false
+		return 0
 	}
 	if limit := b.outLimit(); b.outCount() >= limit {
 		b.opts.logger.Debug("lb: not ejecting: too many backends out already",
 			"addr", be.addr, "why", why, "limit", limit)
-		return false
+		return 0
 	}
 	now := b.opts.clock.Now()
 	if r := be.readmittedAt.Load(); r != 0 && now.Sub(time.Unix(0, r)) >= od.MaxEjectionTime {
@@ -208,12 +211,12 @@ func (b *Balancer) ejectLocked(be *Backend, why string) bool {
 	be.streak.Store(0)
 	b.timers[be] = b.opts.clock.AfterFunc(d, func() { b.readmit(be, "ejection over") })
 	b.rebuildLater()
-	return true
+	return d
 }
 
-func (b *Balancer) logEjection(be *Backend, why string) {
-	b.opts.logger.Warn("lb: backend ejected", "addr", be.addr, "why", why,
-		"until", time.Unix(0, be.ejectedUntil.Load()), "ejections", be.ejections.Load())
+func (b *Balancer) logEjection(be *Backend, why string, d time.Duration) {
+	b.opts.logger.Warn("lb: backend ejected", "addr", be.addr, "why", why, "for", d,
+		"ejections", be.ejections.Load())
 }
 
 // readmit puts an ejected backend back: its ejection is over, or an active
@@ -255,19 +258,19 @@ func (b *Balancer) startIntervals() {
 // ended, ejects the outliers, and schedules the next interval.
 func (b *Balancer) checkInterval() {
 	b.mu.Lock()
-	var ejected []*Backend
-	var whys []string
+	var ejected []outlier
+	var ds []time.Duration
 	if !b.closed {
-		for _, be := range b.intervalOutliers() {
-			if b.ejectLocked(be.be, be.why) {
-				ejected, whys = append(ejected, be.be), append(whys, be.why)
+		for _, o := range b.intervalOutliers() {
+			if d := b.ejectLocked(o.be, o.why); d > 0 {
+				ejected, ds = append(ejected, o), append(ds, d)
 			}
 		}
 		b.startIntervals()
 	}
 	b.mu.Unlock()
-	for i, be := range ejected {
-		b.logEjection(be, whys[i])
+	for i, o := range ejected {
+		b.logEjection(o.be, o.why, ds[i])
 	}
 }
 

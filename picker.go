@@ -412,6 +412,12 @@ type Stats struct {
 	Ejections uint32        // times ejected since the backend joined
 	// EjectedUntil is when the current ejection ends (zero when not ejected).
 	EjectedUntil time.Time
+	// FailureScore is the recent failure average (see
+	// Backend.FailureScore), from 0 to 1.
+	FailureScore float64
+	// Share is the slow-start share of a full share the backend gets now,
+	// from 0 to 1 (1 when it is not ramping; see SlowStart).
+	Share float64
 }
 
 // Stats returns a snapshot of the backend's counters.
@@ -427,6 +433,11 @@ func (b *Backend) Stats() Stats {
 		Unhealthy: b.down.Load(),
 	}
 	s.Picks = b.picks(s.Successes, s.Failures, &s.InFlight)
+	s.FailureScore = b.FailureScore()
+	s.Share = 1
+	if sh := b.share.Load(); sh != 0 {
+		s.Share = float64(sh) / shareOne
+	}
 	if s.Ejected {
 		s.EjectedUntil = time.Unix(0, b.ejectedUntil.Load())
 	}

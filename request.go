@@ -1,11 +1,13 @@
 package lb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // ErrInvalidRequest is wrapped by the error of a request the Transport
@@ -98,4 +100,39 @@ func validRequestTarget(p string) bool {
 	}
 	u, err := url.Parse("http://h" + p)
 	return err == nil && u.Host == "h"
+}
+
+// callerDone reports whether the caller has given up on req: its context
+// ended, its Cancel channel (set by http.Client.Timeout, which cancels a
+// RoundTripper of its own kind through it, a moment before the context's
+// deadline) closed, or its context's deadline passed. A failure then is
+// the caller's doing, never the backend's, and is not retried.
+func callerDone(req *http.Request) bool {
+	return callerErr(req) != nil
+}
+
+// callerErr returns why the caller gave up on req (see callerDone), or
+// nil: the context's error, context.DeadlineExceeded for a deadline that
+// passed or a closed Cancel channel with a deadline set (http.Client's
+// timeout), context.Canceled for a closed Cancel channel otherwise.
+func callerErr(req *http.Request) error {
+	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	if req.Cancel != nil {
+		select {
+		case <-req.Cancel:
+			if hasDeadline {
+				return context.DeadlineExceeded
+			}
+			return context.Canceled
+		default:
+		}
+	}
+	return nil
 }

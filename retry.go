@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Whether a failed request may have run on a backend. Every error the
@@ -26,6 +27,35 @@ var (
 	// idempotency key the server honours).
 	ErrMaybeExecuted = errors.New("lb: request may have executed")
 )
+
+// ErrPerTryTimeout is wrapped by the error of an attempt that had no
+// response headers within the per-try timeout (WithPerTryTimeout): the
+// backend's failure.
+var ErrPerTryTimeout = errors.New("lb: per-try timeout")
+
+// ErrBodyStalled is wrapped by the error a response body's Read returns
+// when it waited longer than the body idle timeout (WithBodyIdleTimeout):
+// the backend's failure.
+var ErrBodyStalled = errors.New("lb: response body stalled")
+
+// errPerTry is the cause an attempt's context is cancelled with when its
+// per-try timeout fires.
+var errPerTry = errors.New("per-try timeout")
+
+// perTryError is an attempt's error after its per-try timeout.
+type perTryError struct {
+	after time.Duration
+	err   error // what the base returned, if anything
+}
+
+func (e *perTryError) Error() string {
+	return fmt.Sprintf("%v: no response headers after %v", ErrPerTryTimeout, e.after)
+}
+
+func (e *perTryError) Unwrap() error { return ErrPerTryTimeout }
+
+// Timeout reports true: a per-try timeout is a timeout (net.Error style).
+func (e *perTryError) Timeout() bool { return true }
 
 // errFailureStatus is what Pick.Done receives for a response whose status
 // the Transport was told to count as a failure (WithFailureStatus).

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -68,26 +70,34 @@ import (
 // connection costs what net/http's do (two goroutines and their buffers,
 // some 20 KiB).
 type Transport struct {
-	bal         *Balancer
-	base        http.RoundTripper
-	own         *baseTransport // the default base; nil with WithBase
-	key         KeyFunc
-	maxAttempts int
-	retryAll    bool
-	failStatus  func(code int) bool
-	budget      *budget
-	hosts       *hostSet          // nil: every host
-	fallback    http.RoundTripper // for other hosts; nil: refuse them
-	netHTTP     bool              // the base is net/http's: only http and https
-	epoch       time.Time         // clock's zero; it has a monotonic reading
-	log         *slog.Logger
+	bal           *Balancer
+	base          http.RoundTripper
+	own           *baseTransport // the default base; nil with WithBase
+	key           KeyFunc
+	maxAttempts   int
+	retryAll      bool
+	failStatus    func(code int) bool
+	budget        *budget
+	perTry        time.Duration     // 0: none
+	bodyIdle      time.Duration     // 0: none
+	hedge         *hedger           // nil: no hedging
+	retryAfterMax time.Duration     // longest Retry-After honoured; 0: none
+	hosts         *hostSet          // nil: every host
+	fallback      http.RoundTripper // for other hosts; nil: refuse them
+	netHTTP       bool              // the base is net/http's: only http and https
+	epoch         time.Time         // clock's zero; it has a monotonic reading
+	log           *slog.Logger
 
-	_             [64]byte // the counters below are written on every request
-	requests      atomic.Uint64
-	_             [56]byte
-	retries       atomic.Uint64
-	retriesDenied atomic.Uint64
-	errors        atomic.Uint64
+	_              [64]byte // the counters below are written on every request
+	requests       atomic.Uint64
+	_              [56]byte
+	retries        atomic.Uint64
+	retriesDenied  atomic.Uint64
+	errors         atomic.Uint64
+	hedges         atomic.Uint64
+	hedgeWins      atomic.Uint64
+	perTryTimeouts atomic.Uint64
+	stalls         atomic.Uint64
 }
 
 // NewTransport returns a Transport that sends requests to bal's backends.
@@ -123,18 +133,28 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		return nil, err
 	}
 	t := &Transport{
-		bal:         bal,
-		base:        o.base,
-		key:         o.key,
-		maxAttempts: o.maxAttempts,
-		retryAll:    o.retryAll,
-		failStatus:  o.failStatus,
-		hosts:       hosts,
-		fallback:    o.fallback,
-		epoch:       time.Now(),
-		log:         o.log,
+		bal:           bal,
+		base:          o.base,
+		key:           o.key,
+		maxAttempts:   o.maxAttempts,
+		retryAll:      o.retryAll,
+		failStatus:    o.failStatus,
+		hosts:         hosts,
+		fallback:      o.fallback,
+		perTry:        o.perTry,
+		bodyIdle:      o.bodyIdle,
+		retryAfterMax: o.retryAfterMax,
+		epoch:         time.Now(),
+		log:           o.log,
 	}
 	t.budget = newBudget(rb, t.epoch)
+	if o.hedgingSet {
+		h, err := newHedger(o.hedging)
+		if err != nil {
+			return nil, err
+		}
+		t.hedge = h
+	}
 	if t.base == nil {
 		t.own = newBaseTransport(o.tlsConfig, o.maxIdle, bal)
 		t.base = t.own
@@ -170,19 +190,27 @@ func (t *Transport) CloseIdleConnections() {
 
 // TransportStats counts a Transport's work since it was created.
 type TransportStats struct {
-	Requests      uint64 // RoundTrip calls with a valid request
-	Retries       uint64 // attempts after the first
-	RetriesDenied uint64 // retries the retry budget refused
-	Errors        uint64 // RoundTrip calls that returned an error (no response)
+	Requests       uint64 // RoundTrip calls with a valid request
+	Retries        uint64 // attempts after the first, after a failure
+	RetriesDenied  uint64 // retries and hedges the retry budget refused
+	Errors         uint64 // RoundTrip calls that returned an error (no response)
+	Hedges         uint64 // hedged attempts (WithHedging)
+	HedgeWins      uint64 // requests a hedged attempt answered first
+	PerTryTimeouts uint64 // attempts abandoned by the per-try timeout
+	BodyStalls     uint64 // response bodies ended by the body idle timeout
 }
 
 // Stats returns the Transport's counters.
 func (t *Transport) Stats() TransportStats {
 	return TransportStats{
-		Requests:      t.requests.Load(),
-		Retries:       t.retries.Load(),
-		RetriesDenied: t.retriesDenied.Load(),
-		Errors:        t.errors.Load(),
+		Requests:       t.requests.Load(),
+		Retries:        t.retries.Load(),
+		RetriesDenied:  t.retriesDenied.Load(),
+		Errors:         t.errors.Load(),
+		Hedges:         t.hedges.Load(),
+		HedgeWins:      t.hedgeWins.Load(),
+		PerTryTimeouts: t.perTryTimeouts.Load(),
+		BodyStalls:     t.stalls.Load(),
 	}
 }
 
@@ -223,6 +251,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		t.errors.Add(1)
 		return nil, &Error{Err: err, Reason: "no backend"}
+	}
+	if t.hedge != nil && t.maxAttempts > 1 && hedgeable(req) {
+		return t.roundTripHedged(req, key, pick, start)
 	}
 	if replayable(req) {
 		return t.roundTrip(req, key, pick, start, nil)
@@ -268,16 +299,14 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 	}
 	for n := 1; ; n++ {
 		tried = append(tried, pick.Backend)
-		a, out, rt := t.outgoing(req, pick, body)
 		if n > 1 {
 			start = t.clock()
 		}
-		resp, err := rt.RoundTrip(out)
-		a.lat = t.clock() - start
-		if err == nil && resp == nil {
-			err = errors.New("lb: base RoundTripper returned neither a response nor an error")
-		}
+		a, resp, err := t.send(req, pick, body, start)
 		if err == nil && (t.failStatus == nil || !t.failStatus(resp.StatusCode)) {
+			if t.hedge != nil {
+				t.hedge.observe(a.lat)
+			}
 			return t.answer(req, a, resp, nil), nil
 		}
 
@@ -293,18 +322,23 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		if err != nil && check != nil {
 			if cause := check.failure(); cause != nil {
 				// The caller's body failed: net/http gave up because of it.
+				a.release()
 				pick.Cancel()
 				attErr = fmt.Errorf("%w: the request body failed: %w", ErrInvalidRequest, cause)
 				e.Attempts = append(e.Attempts, AttemptError{Addr: pick.Addr(), Err: attErr, MaybeExecuted: maybe})
 				e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
-				return t.giveUp(e, fallback, ctx, "request body failed")
+				return t.giveUp(e, fallback, req, "request body failed")
 			}
 		}
 		e.Attempts = append(e.Attempts, AttemptError{Addr: pick.Addr(), Err: attErr, MaybeExecuted: maybe})
 		e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
-		if err != nil && ctx.Err() != nil {
+		if err != nil && callerDone(req) {
+			a.release()
 			pick.Cancel() // the caller gave up: neither the backend's failure nor a success
-			return nil, t.fail(e, ctx, "context done")
+			return nil, t.fail(e, req, "context done")
+		}
+		if err == nil {
+			t.retryAfter(resp, pick.Backend)
 		}
 
 		reason := t.retryBlocked(req, n, maybe)
@@ -319,9 +353,11 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 				e.Reason = reason
 				return t.answer(req, a, resp, errFailureStatus), nil
 			}
+			a.release()
 			pick.Done(err, a.lat)
-			return t.giveUp(e, fallback, ctx, reason)
+			return t.giveUp(e, fallback, req, reason)
 		}
+		a.release()
 		if err == nil {
 			pick.Done(errFailureStatus, a.lat)
 			fallback = resp
@@ -332,18 +368,18 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		// From here the attempt's body is taken back for the next one (or
 		// closed when the sentBodies settle).
 		if sent != nil && !sent.cur.detach() {
-			return t.giveUp(e, fallback, ctx, bodyNotReplayable)
+			return t.giveUp(e, fallback, req, bodyNotReplayable)
 		}
 
 		if !t.budget.withdraw() {
 			t.retriesDenied.Add(1)
 			t.debug(ctx, "lb: retry refused by the retry budget", pick.Addr(), attErr, n)
-			return t.giveUp(e, fallback, ctx, "retry budget exhausted")
+			return t.giveUp(e, fallback, req, "retry budget exhausted")
 		}
 		next, perr := t.bal.PickNext(key, tried)
 		if perr != nil {
 			t.budget.refund()
-			return t.giveUp(e, fallback, ctx, "no backend left")
+			return t.giveUp(e, fallback, req, "no backend left")
 		}
 		switch {
 		case sent != nil:
@@ -354,7 +390,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			if gerr != nil {
 				next.Cancel()
 				t.budget.refund()
-				return t.giveUp(e, fallback, ctx, "GetBody failed: "+gerr.Error())
+				return t.giveUp(e, fallback, req, "GetBody failed: "+gerr.Error())
 			}
 			cb := newCheckedBody(b, req.ContentLength)
 			body, check = cb, &cb.bodyCheck
@@ -362,6 +398,30 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		t.retries.Add(1)
 		t.debug(ctx, "lb: retrying on another backend", pick.Addr(), attErr, n)
 		pick = next
+	}
+}
+
+// retryAfter holds picks off be for as long as resp, a 429 or 503, asks in
+// its Retry-After header (seconds, or an HTTP date), up to t.retryAfter.
+func (t *Transport) retryAfter(resp *http.Response, be *Backend) {
+	if t.retryAfterMax <= 0 || resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return
+	}
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+		if n <= 0 {
+			return
+		}
+		d = time.Duration(min(n, int64(t.retryAfterMax/time.Second)+1)) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = time.Until(at)
+	}
+	if d = min(d, t.retryAfterMax); d > 0 {
+		t.bal.holdOff(be, d)
 	}
 }
 
@@ -403,6 +463,51 @@ func ServedBy(ctx context.Context) (context.Context, func() string) {
 	}
 }
 
+// send makes one attempt of req on pick's backend with body, started at
+// start (on t.clock), and returns it with its response or error. With a
+// per-try timeout or a body idle timeout the attempt has a context of its
+// own, which a.release (or the end of the response body) cancels.
+func (t *Transport) send(req *http.Request, pick Pick, body io.ReadCloser, start time.Duration) (*attempt, *http.Response, error) {
+	a, out, rt := t.outgoing(req, pick, body)
+	if t.perTry > 0 || t.bodyIdle > 0 {
+		ctx, cancel := context.WithCancelCause(req.Context())
+		a.cancel = cancel
+		out = out.WithContext(ctx)
+	}
+	return t.sendOut(req, a, out, rt, start)
+}
+
+// sendOut sends out, the request of attempt a, through rt. With a per-try
+// timeout (and a context of the attempt's own, a.cancel), an attempt
+// without response headers in time fails with an error wrapping
+// ErrPerTryTimeout.
+func (t *Transport) sendOut(req *http.Request, a *attempt, out *http.Request, rt http.RoundTripper, start time.Duration) (*attempt, *http.Response, error) {
+	var timer *time.Timer
+	if a.cancel != nil {
+		a.idle, a.clock, a.stalls = t.bodyIdle, t.clock, &t.stalls
+		if t.perTry > 0 {
+			cancel := a.cancel
+			timer = time.AfterFunc(t.perTry, func() { cancel(errPerTry) })
+		}
+	}
+	resp, err := rt.RoundTrip(out)
+	a.lat = t.clock() - start
+	if err == nil && resp == nil {
+		err = errors.New("lb: base RoundTripper returned neither a response nor an error")
+	}
+	if timer != nil && !timer.Stop() && !callerDone(req) && context.Cause(out.Context()) == errPerTry {
+		// The per-try timeout fired: whatever came back (an error, or
+		// headers at the very last moment) is a timed-out attempt.
+		if err == nil {
+			resp.Body.Close()
+			resp = nil
+		}
+		err = &perTryError{after: t.perTry, err: err}
+		t.perTryTimeouts.Add(1)
+	}
+	return a, resp, err
+}
+
 // outgoing returns the attempt of pick, the request to send to its
 // backend with body as its body, and the RoundTripper to send it with. The
 // default base takes the request as it is, its URL naming the service
@@ -429,7 +534,7 @@ func (t *Transport) retryBlocked(req *http.Request, n int, maybe bool) string {
 	switch {
 	case n >= t.maxAttempts:
 		return "max attempts"
-	case req.Context().Err() != nil:
+	case callerDone(req):
 		return "context done"
 	case maybe && !t.retryAll && !idempotent(req):
 		return "not idempotent"
@@ -439,17 +544,17 @@ func (t *Transport) retryBlocked(req *http.Request, n int, maybe bool) string {
 
 // giveUp returns the buffered failure response if there is one, else the
 // error, which says why the Transport stopped.
-func (t *Transport) giveUp(e *Error, fallback *http.Response, ctx context.Context, reason string) (*http.Response, error) {
+func (t *Transport) giveUp(e *Error, fallback *http.Response, req *http.Request, reason string) (*http.Response, error) {
 	if fallback != nil {
 		return fallback, nil
 	}
-	return nil, t.fail(e, ctx, reason)
+	return nil, t.fail(e, req, reason)
 }
 
-func (t *Transport) fail(e *Error, ctx context.Context, reason string) *Error {
+func (t *Transport) fail(e *Error, req *http.Request, reason string) *Error {
 	t.errors.Add(1)
 	e.Reason = reason
-	e.ctxErr = ctx.Err()
+	e.ctxErr = callerErr(req)
 	return e
 }
 

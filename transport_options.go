@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 )
 
 // TransportOption configures a Transport.
@@ -17,27 +18,34 @@ type transportOptionFunc func(*transportOptions)
 func (f transportOptionFunc) applyTransport(o *transportOptions) { f(o) }
 
 type transportOptions struct {
-	base        http.RoundTripper
-	key         KeyFunc
-	maxAttempts int
-	retryAll    bool
-	failStatus  func(int) bool
-	budget      RetryBudget
-	log         *slog.Logger
-	tlsConfig   *tls.Config
-	maxIdle     int
-	idleSet     bool // WithMaxIdleConnsPerBackend was given
-	hosts       []string
-	hostsSet    bool
-	fallback    http.RoundTripper
-	errs        []error
+	base          http.RoundTripper
+	key           KeyFunc
+	maxAttempts   int
+	retryAll      bool
+	failStatus    func(int) bool
+	budget        RetryBudget
+	log           *slog.Logger
+	tlsConfig     *tls.Config
+	maxIdle       int
+	idleSet       bool // WithMaxIdleConnsPerBackend was given
+	hosts         []string
+	hostsSet      bool
+	fallback      http.RoundTripper
+	perTry        time.Duration
+	bodyIdle      time.Duration
+	hedging       Hedging
+	hedgingSet    bool
+	retryAfterMax time.Duration
+	errs          []error
 }
 
 // defaultTransportOptions is the one place the Transport's defaults are set.
 func defaultTransportOptions() transportOptions {
 	return transportOptions{
-		maxAttempts: 3,
-		maxIdle:     DefaultMaxIdleConnsPerBackend,
+		maxAttempts:   3,
+		maxIdle:       DefaultMaxIdleConnsPerBackend,
+		failStatus:    IsUnavailable,
+		retryAfterMax: DefaultRetryAfterMax,
 	}
 }
 
@@ -82,10 +90,12 @@ func WithRetryNonIdempotent(allow bool) TransportOption {
 }
 
 // WithFailureStatus makes responses whose status f reports true count as
-// backend failures (for outlier ejection) and be retried like errors,
-// under the same rules. If the last attempt allowed also gets such a
-// status, that response is returned. Is5xx is the usual choice. The
-// default counts no status as a failure.
+// backend failures (for outlier ejection and load scoring) and be retried
+// like errors, under the same rules. If the last attempt allowed also gets
+// such a status, that response is returned. The default is IsUnavailable
+// (502, 503 and 504, the statuses of a backend that cannot serve, as
+// Envoy's outlier detection counts them); Is5xx counts every server error;
+// nil counts no status as a failure.
 func WithFailureStatus(f func(code int) bool) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) { o.failStatus = f })
 }
@@ -93,6 +103,60 @@ func WithFailureStatus(f func(code int) bool) TransportOption {
 // Is5xx reports whether code is a server error (500-599): for
 // WithFailureStatus.
 func Is5xx(code int) bool { return code >= 500 && code <= 599 }
+
+// IsUnavailable reports whether code is 502 Bad Gateway, 503 Service
+// Unavailable or 504 Gateway Timeout: the backend (or what is behind it)
+// could not serve the request. It is the default of WithFailureStatus.
+func IsUnavailable(code int) bool { return code >= 502 && code <= 504 }
+
+// WithPerTryTimeout bounds each attempt's wait for response headers: an
+// attempt without them after d is abandoned, counted as the backend's
+// failure, and retried on another backend when the retry rules allow (an
+// idempotent, replayable request; a POST may have executed, so it is not
+// retried but returns an error wrapping ErrPerTryTimeout and
+// ErrMaybeExecuted). The caller's deadline still ends everything at once.
+// The body is not bounded by it (see WithBodyIdleTimeout). 0, the default,
+// sets no bound.
+func WithPerTryTimeout(d time.Duration) TransportOption {
+	return transportOptionFunc(func(o *transportOptions) {
+		if d < 0 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithPerTryTimeout(%v); it must be >= 0", ErrInvalidConfig, d))
+		}
+		o.perTry = d
+	})
+}
+
+// WithBodyIdleTimeout ends a response body whose Read has waited d for
+// bytes: the read fails with an error wrapping ErrBodyStalled, and the
+// backend is charged a failure (a body that stalls after its headers is
+// the backend's fault, and used to count as a success). Only time spent
+// inside Read counts, so a caller that reads slowly is never the reason.
+// 0, the default, sets no bound (long polls and event streams idle by
+// design).
+func WithBodyIdleTimeout(d time.Duration) TransportOption {
+	return transportOptionFunc(func(o *transportOptions) {
+		if d < 0 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithBodyIdleTimeout(%v); it must be >= 0", ErrInvalidConfig, d))
+		}
+		o.bodyIdle = d
+	})
+}
+
+// DefaultRetryAfterMax is the default cap of WithRetryAfter.
+const DefaultRetryAfterMax = 30 * time.Second
+
+// WithRetryAfter sets the longest pause a backend's Retry-After header
+// (on a 429 or 503 response) can ask for: picks go around that backend
+// for as long as it asks, up to max. The default is
+// DefaultRetryAfterMax; 0 ignores Retry-After.
+func WithRetryAfter(max time.Duration) TransportOption {
+	return transportOptionFunc(func(o *transportOptions) {
+		if max < 0 {
+			o.errs = append(o.errs, fmt.Errorf("%w: WithRetryAfter(%v); it must be >= 0", ErrInvalidConfig, max))
+		}
+		o.retryAfterMax = max
+	})
+}
 
 // WithRetryBudget sets the retry budget; see RetryBudget for the defaults.
 func WithRetryBudget(rb RetryBudget) TransportOption {

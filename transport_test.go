@@ -323,15 +323,33 @@ func TestTransportFailureStatus(t *testing.T) {
 		assert.EqualValues(t, 1, bs[0].executed.Load()+bs[1].executed.Load())
 		assert.Zero(t, tr.Stats().Retries)
 	})
-	t.Run("not configured: a 503 is an answer", func(t *testing.T) {
+	t.Run("turned off: a 503 is an answer", func(t *testing.T) {
 		t.Parallel()
 		b := startTBackend(t, "a")
 		b.mode.Store(mode503)
-		tr, bal := newTestTransport(t, lb.RoundRobin{}, []lb.Endpoint{{Addr: b.addr}}, nil)
+		tr, bal := newTestTransport(t, lb.RoundRobin{}, []lb.Endpoint{{Addr: b.addr}}, nil, lb.WithFailureStatus(nil))
 		code, _, err := trGet(t, &http.Client{Transport: tr}, "http://svc/")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		assert.Zero(t, bal.Stats()[0].Failures)
+	})
+	t.Run("by default 502, 503 and 504 are failures, 500 is an answer", func(t *testing.T) {
+		t.Parallel()
+		for _, code := range []int{500, 502, 503, 504, 429} {
+			b := startTBackend(t, "a")
+			b.mu.Lock()
+			b.handler = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }
+			b.mu.Unlock()
+			tr, bal := newTestTransport(t, lb.RoundRobin{}, []lb.Endpoint{{Addr: b.addr}}, nil)
+			got, _, err := trGet(t, &http.Client{Transport: tr}, "http://svc/")
+			require.NoError(t, err, "the last failure response is returned")
+			assert.Equal(t, code, got)
+			want := uint64(0)
+			if lb.IsUnavailable(code) {
+				want = 1
+			}
+			assert.Equal(t, want, bal.Stats()[0].Failures, "status %d", code)
+		}
 	})
 }
 
