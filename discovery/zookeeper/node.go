@@ -129,14 +129,49 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// closedSince reports whether conn was disconnected at a failure (when
-// seen is true) and still is now, which is how a closed Conn looks: the
-// client has no method that says so, but a closed Conn stays
-// StateDisconnected, while an open one leaves that state at once to
-// connect again (StateConnecting while no server answers). Callers ask
-// after their retry wait, at least 50 ms after the failure.
-func closedSince(conn *zk.Conn, seen bool) bool {
-	return seen && conn.State() == zk.StateDisconnected
+// Waiting for a session.
+const (
+	// pollSession is how often awaitSession looks at the connection's
+	// state.
+	pollSession = 25 * time.Millisecond
+	// quietSession is how long awaitSession waits before it logs.
+	quietSession = 2 * time.Second
+)
+
+// awaitSession returns once conn has a session: nil; ctx.Err() when ctx
+// ends first; an error wrapping zk.ErrClosing when conn was closed.
+//
+// Requests are made only with a session: made before, they would wait in
+// the client's queue and go out the moment it reconnects, and then
+// go-zookeeper v1.0.4 writes its last zxid for their replies while it
+// reads it to set its watches again, unsynchronised (go-zookeeper/zk#35;
+// the race detector reports it). The client has no method that says it
+// was closed, but a closed Conn stays StateDisconnected, while an open one
+// leaves that state at once to connect again (StateConnecting while no
+// server answers): disconnected for 50 ms is taken as closed.
+func awaitSession(ctx context.Context, conn *zk.Conn, logger *slog.Logger) error {
+	start := time.Now()
+	var disconnected time.Time
+	logged := false
+	for {
+		switch st := conn.State(); {
+		case st == zk.StateHasSession:
+			return nil
+		case st != zk.StateDisconnected:
+			disconnected = time.Time{}
+		case disconnected.IsZero():
+			disconnected = time.Now()
+		case time.Since(disconnected) >= 50*time.Millisecond:
+			return errConnClosed(zk.ErrConnectionClosed)
+		}
+		if !logged && time.Since(start) >= quietSession {
+			logger.Warn("zookeeper: no session with ZooKeeper; waiting, keeping the last set", "state", conn.State().String())
+			logged = true
+		}
+		if !sleepCtx(ctx, pollSession) {
+			return ctx.Err()
+		}
+	}
 }
 
 // errConnClosed is returned when the caller's connection was closed.

@@ -255,16 +255,17 @@ func (r *Registration) createParents() error {
 func (r *Registration) keep(ctx context.Context) {
 	defer close(r.done)
 	failures := 0
-	// fail logs err and waits to retry; false means stop: ctx ended, or
-	// conn was closed.
+	// fail logs err and waits to retry; false means stop: ctx ended.
 	fail := func(what string, err error) bool {
 		failures++
-		disconnected := r.conn.State() == zk.StateDisconnected
 		wait := retryWait(failures, DefaultMaxBackoff)
 		r.logger.Warn("zookeeper: "+what+"; retrying", "znode", r.Path(), "err", err, "retry_in", wait)
-		return sleepCtx(ctx, wait) && !closedSince(r.conn, disconnected)
+		return sleepCtx(ctx, wait)
 	}
-	for ctx.Err() == nil {
+	for {
+		if err := awaitSession(ctx, r.conn, r.logger); err != nil {
+			return // ctx ended, or conn was closed
+		}
 		p := r.Path()
 		ok, stat, ch, err := r.conn.ExistsW(p)
 		if errors.Is(err, zk.ErrClosing) {
@@ -276,22 +277,21 @@ func (r *Registration) keep(ctx context.Context) {
 			}
 			continue
 		}
-		if !ok || stat.EphemeralOwner != r.conn.SessionID() {
-			if ok && !r.seq {
-				// Another session holds the name: wait for it to go.
-				r.logger.Warn("zookeeper: the znode is held by another session; waiting for it to go", "znode", p,
-					"owner", fmt.Sprintf("%#x", stat.EphemeralOwner))
-			} else {
-				r.logger.Warn("zookeeper: the registration's znode is gone; creating it again", "znode", p)
-				if err := r.create(ctx); err != nil {
-					if errors.Is(err, zk.ErrClosing) || !fail("registering again failed", err) {
-						return
-					}
-				} else {
-					failures = 0
+		switch {
+		case ok && stat.EphemeralOwner == r.conn.SessionID():
+			failures = 0
+		case ok && !r.seq:
+			// Another session holds the name: wait for it to go.
+			r.logger.Warn("zookeeper: the znode is held by another session; waiting for it to go", "znode", p,
+				"owner", fmt.Sprintf("%#x", stat.EphemeralOwner))
+		default:
+			r.logger.Warn("zookeeper: the registration's znode is gone; creating it again", "znode", p)
+			if err := r.create(ctx); err != nil {
+				if errors.Is(err, zk.ErrClosing) || !fail("registering again failed", err) {
+					return
 				}
-				continue
 			}
+			continue // watch the new znode
 		}
 		select {
 		case <-ctx.Done():

@@ -72,8 +72,9 @@ type Resolver struct {
 	// once its request in flight completes, which the client bounds
 	// (about 2/3 of the session timeout when the server does not answer,
 	// a second when no server can be reached). If Conn is closed under a
-	// running Watch, Watch returns an error wrapping zk.ErrClosing as soon
-	// as the client reports it to the watches Watch holds.
+	// running Watch, Watch returns an error wrapping zk.ErrClosing: at
+	// once when the client reports it to the watches Watch holds, within
+	// about 50 ms otherwise.
 	Conn *zk.Conn
 	// Servers are the ZooKeeper servers ("host:port"; 2181 when the port
 	// is left out) of a connection of Watch's own, opened when Watch
@@ -257,8 +258,6 @@ func (e updateError) Error() string { return e.err.Error() }
 
 func (st *watchState) run(ctx context.Context) error {
 	failures := 0
-	var lastErr error
-	disconnected := false // the connection was disconnected at the last failure
 	var retryTimer *time.Timer
 	defer func() {
 		if retryTimer != nil {
@@ -268,6 +267,9 @@ func (st *watchState) run(ctx context.Context) error {
 	var retry <-chan time.Time // retryTimer.C while a retry waits
 	for {
 		if retry == nil && st.pending() {
+			if err := awaitSession(ctx, st.conn, st.Logger); err != nil {
+				return err // ctx ended, or Conn was closed
+			}
 			err := st.sync(ctx)
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -283,7 +285,6 @@ func (st *watchState) run(ctx context.Context) error {
 				return errConnClosed(err)
 			case err != nil:
 				failures++
-				lastErr, disconnected = err, st.conn.State() == zk.StateDisconnected
 				wait := retryWait(failures, st.MaxBackoff)
 				st.Logger.Warn("zookeeper: request failed; retrying, keeping the last set", "path", st.Path, "err", err, "retry_in", wait)
 				if retryTimer == nil {
@@ -304,9 +305,6 @@ func (st *watchState) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-retry:
 			retry = nil
-			if closedSince(st.conn, disconnected) {
-				return errConnClosed(lastErr)
-			}
 		case ev := <-st.events:
 			if err := st.handle(ev); err != nil {
 				return err

@@ -361,7 +361,7 @@ func TestResolverEnds(t *testing.T) {
 				return nil
 			})
 		}()
-		waitFor(t, "a failed request", func() bool { return logs.count("request failed") > 0 })
+		waitFor(t, "Watch to wait for a session", func() bool { return logs.count("no session") > 0 })
 		start := time.Now()
 		cancel()
 		require.ErrorIs(t, <-done, context.Canceled)
@@ -384,11 +384,11 @@ func TestResolverEnds(t *testing.T) {
 		require.ErrorIs(t, err, zk.ErrClosing)
 		require.ErrorContains(t, err, "connection was closed")
 	})
-	t.Run("caller's connection closed while retrying", func(t *testing.T) {
+	t.Run("caller's connection closed while it has no session", func(t *testing.T) {
 		t.Parallel()
 		lnk := newLink()
 		conn := connect(t, exampleZK, 10*time.Second, lnk.dial)
-		lnk.cut() // Watch never gets a watch set: it retries until the close
+		lnk.cut() // Watch never gets a watch set: it waits for a session until the close
 		logs := &logRecorder{}
 		done := make(chan error, 1)
 		go func() {
@@ -398,7 +398,7 @@ func TestResolverEnds(t *testing.T) {
 					return nil
 				})
 		}()
-		waitFor(t, "a failed request", func() bool { return logs.count("request failed") > 0 })
+		waitFor(t, "Watch to wait for a session", func() bool { return logs.count("no session") > 0 })
 		conn.Close()
 		err := <-done
 		require.ErrorIs(t, err, zk.ErrClosing)
