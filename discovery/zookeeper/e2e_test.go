@@ -33,7 +33,7 @@ func TestEndToEnd(t *testing.T) {
 			_, _ = io.WriteString(w, name)
 		}))
 		t.Cleanup(srv.Close)
-		reg, err := zookeeper.Register(context.Background(), connect(t, exampleZK, 10*time.Second, nil), p,
+		reg, err := zookeeper.Register(context.Background(), connectShared(t), p,
 			lb.Endpoint{Addr: srv.Listener.Addr().String()}, zookeeper.RegisterOptions{})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = reg.Close() })

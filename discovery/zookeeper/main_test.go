@@ -237,6 +237,13 @@ func connect(t testing.TB, addr string, timeout time.Duration, dial zk.Dialer) *
 	return conn
 }
 
+// connectShared opens a connection to the package's server with a 10 s
+// session.
+func connectShared(t testing.TB) *zk.Conn {
+	t.Helper()
+	return connect(t, exampleZK, 10*time.Second, nil)
+}
+
 // link is a zk.Dialer whose connections a test can cut: cut closes them
 // and refuses new ones until heal. It is how a test cuts one client off
 // a server that carries on, for longer than its session timeout.

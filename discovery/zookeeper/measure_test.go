@@ -55,14 +55,14 @@ func medianMax(ds []time.Duration) (time.Duration, time.Duration) {
 // request) to the balancer's new picker, over 100 changes.
 func TestMeasureChangeLatency(t *testing.T) {
 	const changes = 100
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/measure/latency")
 	put(t, admin, p+"/base", "10.1.0.1:80")
 	bal, err := lb.NewBalancer(lb.RoundRobin{})
 	require.NoError(t, err)
 	defer bal.Close()
 	applied := make(chan string, 1)
-	stop := followInto(t, zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p}, bal, applied)
+	stop := followInto(t, zookeeper.Resolver{Conn: connectShared(t), Path: p}, bal, applied)
 	defer stop()
 	require.Equal(t, "[10.1.0.1:80]", <-applied)
 
@@ -109,10 +109,10 @@ func heapAlloc(ms *runtime.MemStats) {
 // the heap and goroutines (one per watch) the running resolver holds.
 func TestMeasureThousandChildren(t *testing.T) {
 	const n = 1000
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/measure/large")
 	createMany(t, admin, p, n)
-	conn := connect(t, exampleZK, 10*time.Second, nil)
+	conn := connectShared(t)
 
 	// The resolver alone: the set handed to update is not kept.
 	var before, after runtime.MemStats

@@ -154,6 +154,9 @@ func awaitSession(ctx context.Context, conn *zk.Conn, logger *slog.Logger) error
 	var disconnected time.Time
 	logged := false
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		switch st := conn.State(); {
 		case st == zk.StateHasSession:
 			return nil

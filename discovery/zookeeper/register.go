@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -149,7 +150,7 @@ var errPersistent = errors.New("exists and is not ephemeral")
 // another session owns is waited for until it goes.
 func (r *Registration) create(ctx context.Context) error {
 	for {
-		if err := ctx.Err(); err != nil {
+		if err := awaitSession(ctx, r.conn, r.logger); err != nil {
 			return err
 		}
 		if r.seq {
@@ -310,19 +311,29 @@ func (r *Registration) keep(ctx context.Context) {
 // its session).
 func (r *Registration) Done() <-chan struct{} { return r.done }
 
+// closeWait is how long Close waits for a session to delete the znode in.
+const closeWait = 2 * time.Second
+
 // Close stops keeping the znode and deletes it (if it is still this
 // session's). It waits for the registration's goroutine to end, and is
-// safe to call more than once. When the delete fails (ZooKeeper
-// unreachable, conn closed), the znode still goes with its session; the
-// error says so.
+// safe to call more than once. When the delete fails (no session within 2
+// s, conn closed), the znode still goes with its session; the error says
+// so.
 func (r *Registration) Close() error {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		<-r.done
 		p := r.Path()
-		ok, stat, err := r.conn.Exists(p)
-		if err == nil && ok && stat.EphemeralOwner == r.conn.SessionID() {
-			err = r.conn.Delete(p, -1)
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		defer cancel()
+		err := awaitSession(ctx, r.conn, r.logger)
+		if err == nil {
+			var ok bool
+			var stat *zk.Stat
+			ok, stat, err = r.conn.Exists(p)
+			if err == nil && ok && stat.EphemeralOwner == r.conn.SessionID() {
+				err = r.conn.Delete(p, -1)
+			}
 		}
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
 			r.closeErr = fmt.Errorf("zookeeper: deleting %s (an ephemeral znode goes when its session ends): %w", p, err)

@@ -27,7 +27,7 @@ func get(t testing.TB, conn *zk.Conn, p string) (string, *zk.Stat) {
 // JSON, named by the address; Close deletes it at once.
 func TestRegisterCreatesAndCloseDeletes(t *testing.T) {
 	t.Parallel()
-	conn := connect(t, exampleZK, 10*time.Second, nil)
+	conn := connectShared(t)
 	p := uniq("/register/api")
 	ep := lb.Endpoint{Addr: "10.0.0.7:80", Weight: 2, Labels: map[string]string{"zone": "eu-1"}}
 	reg, err := zookeeper.Register(context.Background(), conn, p, ep, zookeeper.RegisterOptions{})
@@ -53,7 +53,7 @@ func TestRegisterCreatesAndCloseDeletes(t *testing.T) {
 // the protection prefix and ZooKeeper's counter.
 func TestRegisterSequential(t *testing.T) {
 	t.Parallel()
-	conn := connect(t, exampleZK, 10*time.Second, nil)
+	conn := connectShared(t)
 	p := uniq("/register/seq")
 	ep := lb.Endpoint{Addr: "10.0.0.8:80"}
 	var regs []*zookeeper.Registration
@@ -88,7 +88,7 @@ func TestRegisterRecreates(t *testing.T) {
 	for _, seq := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sequential=%v", seq), func(t *testing.T) {
 			t.Parallel()
-			admin := connect(t, exampleZK, 10*time.Second, nil)
+			admin := connectShared(t)
 			lnk := newLink()
 			conn := connect(t, exampleZK, time.Second, lnk.dial)
 			p := uniq("/register/expiry")
@@ -140,7 +140,7 @@ func TestRegisterGoesWithItsSession(t *testing.T) {
 	p := uniq("/register/crash")
 	lnk := newLink()
 	crashing := connect(t, exampleZK, timeout, lnk.dial)
-	closing := connect(t, exampleZK, 10*time.Second, nil)
+	closing := connectShared(t)
 	reg1, err := zookeeper.Register(context.Background(), crashing, p, lb.Endpoint{Addr: "10.0.1.1:80"}, zookeeper.RegisterOptions{})
 	require.NoError(t, err)
 	reg2, err := zookeeper.Register(context.Background(), closing, p, lb.Endpoint{Addr: "10.0.1.2:80"}, zookeeper.RegisterOptions{})
@@ -149,7 +149,7 @@ func TestRegisterGoesWithItsSession(t *testing.T) {
 	bal, err := lb.NewBalancer(lb.RoundRobin{})
 	require.NoError(t, err)
 	defer bal.Close()
-	f := lb.StartFollower(context.Background(), zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p}, bal)
+	f := lb.StartFollower(context.Background(), zookeeper.Resolver{Conn: connectShared(t), Path: p}, bal)
 	defer f.Stop()
 	<-f.Ready()
 	require.Equal(t, "[10.0.1.1:80 10.0.1.2:80]", backends(bal))
@@ -174,11 +174,11 @@ func TestRegisterWaitsForAnotherSession(t *testing.T) {
 	t.Parallel()
 	p := uniq("/register/wait")
 	ep := lb.Endpoint{Addr: "10.0.2.1:80"}
-	old := connect(t, exampleZK, 10*time.Second, nil)
+	old := connectShared(t)
 	prev, err := zookeeper.Register(context.Background(), old, p, ep, zookeeper.RegisterOptions{})
 	require.NoError(t, err)
 
-	conn := connect(t, exampleZK, 10*time.Second, nil)
+	conn := connectShared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err = zookeeper.Register(ctx, conn, p, ep, zookeeper.RegisterOptions{})
@@ -202,7 +202,7 @@ func TestRegisterWaitsForAnotherSession(t *testing.T) {
 
 func TestRegisterErrors(t *testing.T) {
 	t.Parallel()
-	conn := connect(t, exampleZK, 10*time.Second, nil)
+	conn := connectShared(t)
 	ok := lb.Endpoint{Addr: "10.0.0.1:1"}
 	p := uniq("/register/errors")
 	put(t, conn, p+"/persistent", "")

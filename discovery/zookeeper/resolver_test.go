@@ -21,13 +21,13 @@ import (
 // once; the same data written again is no change.
 func TestResolverFollowsChildren(t *testing.T) {
 	t.Parallel()
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/follow/api")
 	put(t, admin, p+"/a", `{"addr":"10.0.0.1:80","weight":3,"hash_key":"a","labels":{"zone":"eu-1"}}`)
 	put(t, admin, p+"/b", " 10.0.0.2:80\n")
 	put(t, admin, p+"/10.0.0.3:80", "") // no data: the name is the address
 
-	rec := watch(t, zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p})
+	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p})
 	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]")
 	assert.Equal(t, []lb.Endpoint{
 		{Addr: "10.0.0.1:80", Weight: 3, HashKey: "a", Labels: map[string]string{"zone": "eu-1"}},
@@ -64,7 +64,7 @@ func TestResolverFollowsChildren(t *testing.T) {
 // value on a child that held an endpoint keeps that endpoint.
 func TestResolverMalformedChildren(t *testing.T) {
 	t.Parallel()
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/malformed/api")
 	put(t, admin, p+"/a", `{"addr":"10.0.0.1:80"}`)
 	put(t, admin, p+"/bad1", "not an endpoint")
@@ -73,7 +73,7 @@ func TestResolverMalformedChildren(t *testing.T) {
 	put(t, admin, p+"/b", "10.0.0.2:80")
 
 	logs := &logRecorder{}
-	rec := watch(t, zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p, Logger: slog.New(logs)})
+	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
 	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80]")
 	assert.Equal(t, 3, logs.count("malformed"))
 	assert.Equal(t, 1, logs.count("znode="+p+"/bad1 "))
@@ -99,11 +99,11 @@ func TestResolverMalformedChildren(t *testing.T) {
 // the first written keeps it, so the balancer still takes the set.
 func TestResolverDuplicates(t *testing.T) {
 	t.Parallel()
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/dups/api")
 	put(t, admin, p+"/old", `{"addr":"10.0.0.1:80","weight":1}`)
 	logs := &logRecorder{}
-	rec := watch(t, zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p, Logger: slog.New(logs)})
+	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
 	rec.waitAddrs(t, "[10.0.0.1:80]")
 	put(t, admin, p+"/new", `{"addr":"10.0.0.1:80","weight":5}`)
 	waitFor(t, "the newer child's weight", func() bool { return rec.count() == 2 })
@@ -132,10 +132,10 @@ func TestResolverDuplicates(t *testing.T) {
 // set is empty again.
 func TestResolverMissingParent(t *testing.T) {
 	t.Parallel()
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/missing/api")
 	logs := &logRecorder{}
-	rec := watch(t, zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p, Logger: slog.New(logs)})
+	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
 	rec.waitAddrs(t, "[]")
 	assert.NotNil(t, rec.last())
 	assert.Equal(t, 1, logs.count("does not exist"))
@@ -160,10 +160,10 @@ func TestResolverMissingParent(t *testing.T) {
 // followed.
 func TestResolverThousandChildren(t *testing.T) {
 	t.Parallel()
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/thousand/api")
 	createMany(t, admin, p, 1000)
-	rec := watch(t, zookeeper.Resolver{Conn: connect(t, exampleZK, 10*time.Second, nil), Path: p})
+	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p})
 	waitFor(t, "1,000 endpoints", func() bool { return len(rec.last()) == 1000 })
 	require.Equal(t, 1, rec.count())
 	for i, e := range rec.last() {
@@ -267,7 +267,7 @@ func TestResolverSessionExpiry(t *testing.T) {
 	for _, own := range []bool{false, true} {
 		t.Run(fmt.Sprintf("own=%v", own), func(t *testing.T) {
 			t.Parallel()
-			admin := connect(t, exampleZK, 10*time.Second, nil)
+			admin := connectShared(t)
 			p := uniq("/expiry/api")
 			put(t, admin, p+"/a", "10.0.0.1:80")
 			put(t, admin, p+"/b", "10.0.0.2:80")
@@ -324,7 +324,7 @@ func TestResolverSessionExpiry(t *testing.T) {
 // theirs (nor of the connections Watch opened).
 func TestResolverEnds(t *testing.T) {
 	t.Parallel()
-	admin := connect(t, exampleZK, 10*time.Second, nil)
+	admin := connectShared(t)
 	p := uniq("/ends/api")
 	put(t, admin, p+"/a", "10.0.0.1:80")
 
@@ -369,7 +369,7 @@ func TestResolverEnds(t *testing.T) {
 	})
 	t.Run("caller's connection closed", func(t *testing.T) {
 		t.Parallel()
-		conn := connect(t, exampleZK, 10*time.Second, nil)
+		conn := connectShared(t)
 		done := make(chan error, 1)
 		started := make(chan struct{})
 		go func() {
@@ -418,7 +418,7 @@ func TestResolverEnds(t *testing.T) {
 
 func TestResolverConfigErrors(t *testing.T) {
 	t.Parallel()
-	conn := connect(t, exampleZK, 10*time.Second, nil)
+	conn := connectShared(t)
 	srv := []string{exampleZK}
 	tests := []struct {
 		name string
