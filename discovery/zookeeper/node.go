@@ -136,6 +136,9 @@ const (
 	pollSession = 25 * time.Millisecond
 	// quietSession is how long awaitSession waits before it logs.
 	quietSession = 2 * time.Second
+	// closedAfter is how long a Conn stays disconnected before
+	// awaitSession takes it as closed.
+	closedAfter = 250 * time.Millisecond
 )
 
 // awaitSession returns once conn has a session: nil; ctx.Err() when ctx
@@ -148,7 +151,9 @@ const (
 // the race detector reports it). The client has no method that says it
 // was closed, but a closed Conn stays StateDisconnected, while an open one
 // leaves that state at once to connect again (StateConnecting while no
-// server answers): disconnected for 50 ms is taken as closed.
+// server answers): a Conn that had a session (a new Conn is disconnected
+// too, before its first connect) and stays disconnected for closedAfter
+// is taken as closed.
 func awaitSession(ctx context.Context, conn *zk.Conn, logger *slog.Logger) error {
 	start := time.Now()
 	var disconnected time.Time
@@ -160,11 +165,11 @@ func awaitSession(ctx context.Context, conn *zk.Conn, logger *slog.Logger) error
 		switch st := conn.State(); {
 		case st == zk.StateHasSession:
 			return nil
-		case st != zk.StateDisconnected:
+		case st != zk.StateDisconnected || conn.SessionID() == 0:
 			disconnected = time.Time{}
 		case disconnected.IsZero():
 			disconnected = time.Now()
-		case time.Since(disconnected) >= 50*time.Millisecond:
+		case time.Since(disconnected) >= closedAfter:
 			return errConnClosed(zk.ErrConnectionClosed)
 		}
 		if !logged && time.Since(start) >= quietSession {

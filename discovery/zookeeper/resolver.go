@@ -80,7 +80,9 @@ type Resolver struct {
 	// bounds (about 2/3 of the session timeout when the server stops
 	// answering). If Conn is closed under a running Watch, Watch returns
 	// an error wrapping zk.ErrClosing: at once when the client reports it
-	// to the watches Watch holds, within about 50 ms otherwise.
+	// to the watches Watch holds, within about 250 ms otherwise. The
+	// watches Watch set stay in Conn until they fire, as go-zookeeper
+	// cannot remove a watch; a Watch of its own (Servers) leaves nothing.
 	Conn *zk.Conn
 	// Servers are the ZooKeeper servers ("host:port"; 2181 when the port
 	// is left out) of a connection of Watch's own, opened when Watch
