@@ -73,10 +73,11 @@ const protectPrefix = "_c_"
 // (the previous run of the same service, whose session has not expired
 // yet) is waited for until it goes.
 //
-// Register does not close conn. ctx bounds the first registration only
-// (checked between requests, which the client itself bounds): Register
-// returns its error, and an error wrapping lb.ErrInvalidConfig or
-// lb.ErrInvalidEndpoint for bad arguments.
+// Register does not close conn, and makes requests only while conn has a
+// session (see Resolver). ctx bounds the first registration only (the
+// wait for a session, and between requests, which the client itself
+// bounds): Register returns its error, and an error wrapping
+// lb.ErrInvalidConfig or lb.ErrInvalidEndpoint for bad arguments.
 func Register(ctx context.Context, conn *zk.Conn, path string, ep lb.Endpoint, opts RegisterOptions) (*Registration, error) {
 	if conn == nil {
 		return nil, fmt.Errorf("%w: zookeeper.Register: the connection is nil", lb.ErrInvalidConfig)
