@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,6 +34,10 @@ var exampleZK string
 // are closed, go-zookeeper's client leaves none, and neither may our
 // resolvers and registrations.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run()) // a fuzzing worker runs only a fuzz target: no server
+	}
 	srv, err := newServer(os.TempDir())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting ZooKeeper:", err)
@@ -133,6 +138,7 @@ func (s *zkServer) start() error {
 	cmd := exec.Command("java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-cp", zkJar, "org.apache.zookeeper.server.ZooKeeperServerMain", s.cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
