@@ -42,7 +42,7 @@ type readCloser struct {
 // attempt is one try of a request on one backend and, once there is a
 // response, the body wrapper that finishes the pick.
 type attempt struct {
-	ctx  context.Context // the request's
+	req  *http.Request // the caller's
 	pick Pick
 	lat  time.Duration // time to the response headers
 	body io.ReadCloser // the base's response body
@@ -195,7 +195,7 @@ func (a *attempt) finish(err error) {
 		a.pick.Done(ErrBodyStalled, a.lat)
 		return
 	}
-	if a.fail == nil && a.ctx.Err() != nil && !a.eof {
+	if a.fail == nil && !a.eof && callerDone(a.req) {
 		a.pick.Cancel()
 		return
 	}

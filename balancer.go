@@ -52,9 +52,10 @@ type Balancer struct {
 
 	// Background rebuilds: dirty says the picker is out of date with the
 	// backends' availability; rebuilding that a goroutine applies it.
-	dirty      atomic.Bool
-	rebuilding atomic.Bool
-	rebuilds   sync.WaitGroup // the running rebuild goroutine, for Close
+	dirty        atomic.Bool
+	rebuilding   atomic.Bool
+	rebuilds     sync.WaitGroup // the running rebuild goroutine, for Close
+	rebuildTimer Timer          // the scheduled start of the rebuilds; guarded by mu
 }
 
 // snapshot is what a pick reads: one atomic load.
@@ -523,7 +524,7 @@ func (b *Balancer) rebuildLater() {
 		return
 	}
 	b.rebuilds.Add(1)
-	b.opts.clock.AfterFunc(0, b.runRebuilds)
+	b.rebuildTimer = b.opts.clock.AfterFunc(0, b.runRebuilds)
 }
 
 // runRebuilds rebuilds the picker until it is up to date.
@@ -660,6 +661,12 @@ func (b *Balancer) Close() error {
 	}
 	b.closed = true
 	close(b.closedCh)
+	if b.rebuildTimer != nil && b.rebuildTimer.Stop() {
+		// Scheduled and not started (a Clock that has not run it): it
+		// never will.
+		b.rebuilding.Store(false)
+		b.rebuilds.Done()
+	}
 	for be := range b.timers {
 		b.stopTimer(be)
 	}

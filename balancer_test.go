@@ -158,6 +158,9 @@ func TestBalancerDoneCountsAndEWMA(t *testing.T) {
 		Successes: 1,
 		Failures:  1,
 		Latency:   12 * time.Millisecond, // 10 + 0.2 * (20 - 10)
+		// A failure (0.25), then a success: 0.25 × 0.75.
+		FailureScore: 0.1875,
+		Share:        1,
 	}, s)
 	Pick{}.Done(nil, 0) // the zero Pick: nothing happens
 	assert.Equal(t, "", Pick{}.Addr())

@@ -109,6 +109,8 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	return t
 }
 
+// Stop is called by the code under test with its own locks held, never
+// while advance holds c.mu: the fields are read under c.mu by advance.
 func (t *fakeTimer) Stop() bool { was := !t.stopped; t.stopped = true; return was }
 
 // advance moves the clock by d and runs what is due, in order.
@@ -119,6 +121,7 @@ func (c *fakeClock) advance(d time.Duration) int {
 	kept := c.queue[:0]
 	for _, t := range c.queue {
 		if !t.at.After(c.now) && !t.stopped {
+			t.stopped = true // fired: Stop reports false from now on
 			due = append(due, t)
 		} else if !t.stopped {
 			kept = append(kept, t)

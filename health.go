@@ -156,7 +156,8 @@ type healthTarget struct {
 	addr           string
 	passed, failed int
 	timer          Timer
-	gone           bool // left the set
+	next           time.Time // when timer fires
+	gone           bool      // left the set
 }
 
 // StartHealthChecks checks every backend of bal now and then on its own
@@ -259,7 +260,17 @@ func (h *HealthChecker) follow() {
 			}
 		}
 	}
-	h.sync = h.clock.AfterFunc(min(h.hc.Interval, time.Second), func() {
+	// A backend that went out between its checks (ejected by outlier
+	// detection, marked down by hand) is checked at the quicker interval
+	// from now on, so that it is back soon after it recovers.
+	soon := h.clock.Now().Add(h.hc.UnhealthyInterval)
+	for _, be := range s.members {
+		if t := h.targets[be.key]; t != nil && t.timer != nil && t.next.After(soon) && (be.Ejected() || !be.Healthy()) {
+			h.unschedule(t)
+			h.schedule(t, h.hc.UnhealthyInterval)
+		}
+	}
+	h.sync = h.clock.AfterFunc(h.hc.UnhealthyInterval, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.follow()
@@ -269,6 +280,7 @@ func (h *HealthChecker) follow() {
 // schedule runs t's next check after d. Called with h.mu held.
 func (h *HealthChecker) schedule(t *healthTarget, d time.Duration) {
 	h.running.Add(1)
+	t.next = h.clock.Now().Add(d)
 	t.timer = h.clock.AfterFunc(d, func() {
 		defer h.running.Done()
 		h.checkTarget(t)

@@ -76,38 +76,34 @@ func newHedger(h Hedging) (*hedger, error) {
 	return &hedger{Hedging: h}, nil
 }
 
-// Latency histogram: four buckets per octave from 1µs (bucket 0: below
-// 1µs), enough for hours. Counts halve every decayEvery samples, so the
+// Latency histogram: four buckets per octave from 1,024 ns (bucket 0:
+// less), enough for hours. Counts halve every decayEvery samples, so the
 // percentile follows the recent past.
 const (
-	latencyBuckets = 4 * 40
+	latencyBuckets = 4 * 34
 	decayEvery     = 4096
 	recomputeEvery = 64
 	minSamples     = 100
+	firstOctave    = 10 // 2^10 ns
 )
 
 func latencyBucket(d time.Duration) int {
-	us := uint64(d / time.Microsecond)
-	if us == 0 {
+	ns := uint64(max(d, 0))
+	oct := bits.Len64(ns) - 1 // 2^oct <= ns
+	if oct < firstOctave {
 		return 0
 	}
-	oct := bits.Len64(us) - 1 // 2^oct <= us
-	sub := 0
-	if oct >= 2 {
-		sub = int(us>>(oct-2)) & 3
-	} else {
-		sub = int(us<<(2-oct)) & 3
-	}
-	return min(1+4*oct+sub, latencyBuckets-1)
+	sub := int(ns>>(oct-2)) & 3
+	return min(1+4*(oct-firstOctave)+sub, latencyBuckets-1)
 }
 
-// bucketTop is the upper edge of a bucket.
+// bucketTop is the upper edge of a bucket (the first value of the next).
 func bucketTop(i int) time.Duration {
 	if i == 0 {
-		return time.Microsecond
+		return 1 << firstOctave
 	}
-	oct, sub := (i-1)/4, (i-1)%4
-	return time.Duration(math.Ldexp(1+float64(sub+1)/4, oct)) * time.Microsecond
+	oct, sub := (i-1)/4+firstOctave, (i-1)%4
+	return time.Duration(uint64(5+sub) << (oct - 2))
 }
 
 // observe records one attempt's time to headers.
@@ -166,6 +162,7 @@ type hedgeResult struct {
 	err    error
 	check  *bodyCheck
 	hedged bool
+	n      int // the attempt's number
 }
 
 // roundTripHedged runs the attempts of a hedged request: the first on
@@ -185,13 +182,14 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 	launch := func(p Pick, body io.ReadCloser, check *bodyCheck, hedged bool, at time.Duration) {
 		tried = append(tried, p.Backend)
 		launched++
+		n := launched
 		ctx, cancel := context.WithCancelCause(req.Context())
 		a, out, rt := t.outgoing(req, p, body)
 		a.cancel = cancel
 		cancels[a] = cancel
 		go func() {
 			a, resp, err := t.sendOut(req, a, out.WithContext(ctx), rt, at)
-			results <- hedgeResult{a: a, pick: p, resp: resp, err: err, check: check, hedged: hedged}
+			results <- hedgeResult{a: a, pick: p, resp: resp, err: err, check: check, hedged: hedged, n: n}
 		}()
 	}
 	// drain finishes the attempts still in flight once the request is
@@ -207,6 +205,7 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 		go func() {
 			for i := 0; i < n; i++ {
 				r := <-results
+				t.observe(req, r.pick, r.n, r.hedged, r.a, r.resp, r.err, false)
 				if r.resp != nil {
 					r.resp.Body.Close()
 				}
@@ -268,6 +267,7 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 					t.hedgeWins.Add(1)
 				}
 				t.hedge.observe(r.a.lat)
+				t.observe(req, r.pick, r.n, r.hedged, r.a, resp, nil, false)
 				return t.answer(req, r.a, resp, nil), nil
 			}
 			maybe := err == nil || !t.notSent(err)
@@ -280,6 +280,7 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 			}
 			if err != nil && r.check != nil {
 				if cause := r.check.failure(); cause != nil {
+					t.observe(req, r.pick, r.n, r.hedged, r.a, nil, err, false)
 					attErr = fmt.Errorf("%w: the request body failed: %w", ErrInvalidRequest, cause)
 					e.Attempts = append(e.Attempts, AttemptError{Addr: r.pick.Addr(), Err: attErr, MaybeExecuted: maybe})
 					e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
@@ -293,10 +294,12 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 			e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
 			r.a.release()
 			if err != nil && callerDone(req) {
+				t.observe(req, r.pick, r.n, r.hedged, r.a, nil, err, false)
 				r.pick.Cancel()
 				drain()
 				return nil, t.fail(e, req, "context done")
 			}
+			t.observe(req, r.pick, r.n, r.hedged, r.a, resp, err, true)
 			if err == nil {
 				t.retryAfter(resp, r.pick.Backend)
 				r.pick.Done(errFailureStatus, r.a.lat)

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -129,6 +130,18 @@ func (e *Error) Error() string {
 		sb.WriteString(fmt.Sprint(a.Err))
 	}
 	return sb.String()
+}
+
+// Timeout reports whether the request ended because time ran out: the
+// caller's deadline (or http.Client.Timeout), or the last attempt's
+// timeout (a per-try timeout, a dial timeout). url.Error's Timeout, and so
+// http.Client's errors, report it.
+func (e *Error) Timeout() bool {
+	if errors.Is(e.ctxErr, context.DeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
 }
 
 // Unwrap returns the last error, the class (ErrNotSent or

@@ -78,10 +78,11 @@ type Transport struct {
 	retryAll      bool
 	failStatus    func(code int) bool
 	budget        *budget
-	perTry        time.Duration     // 0: none
-	bodyIdle      time.Duration     // 0: none
-	hedge         *hedger           // nil: no hedging
-	retryAfterMax time.Duration     // longest Retry-After honoured; 0: none
+	perTry        time.Duration // 0: none
+	bodyIdle      time.Duration // 0: none
+	hedge         *hedger       // nil: no hedging
+	retryAfterMax time.Duration // longest Retry-After honoured; 0: none
+	observer      func(AttemptInfo)
 	hosts         *hostSet          // nil: every host
 	fallback      http.RoundTripper // for other hosts; nil: refuse them
 	netHTTP       bool              // the base is net/http's: only http and https
@@ -144,6 +145,7 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 		perTry:        o.perTry,
 		bodyIdle:      o.bodyIdle,
 		retryAfterMax: o.retryAfterMax,
+		observer:      o.observer,
 		epoch:         time.Now(),
 		log:           o.log,
 	}
@@ -307,6 +309,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			if t.hedge != nil {
 				t.hedge.observe(a.lat)
 			}
+			t.observe(req, pick, n, false, a, resp, nil, false)
 			return t.answer(req, a, resp, nil), nil
 		}
 
@@ -322,6 +325,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		if err != nil && check != nil {
 			if cause := check.failure(); cause != nil {
 				// The caller's body failed: net/http gave up because of it.
+				t.observe(req, pick, n, false, a, nil, err, false)
 				a.release()
 				pick.Cancel()
 				attErr = fmt.Errorf("%w: the request body failed: %w", ErrInvalidRequest, cause)
@@ -333,10 +337,12 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		e.Attempts = append(e.Attempts, AttemptError{Addr: pick.Addr(), Err: attErr, MaybeExecuted: maybe})
 		e.Err, e.MaybeExecuted = attErr, e.MaybeExecuted || maybe
 		if err != nil && callerDone(req) {
+			t.observe(req, pick, n, false, a, nil, err, false)
 			a.release()
 			pick.Cancel() // the caller gave up: neither the backend's failure nor a success
 			return nil, t.fail(e, req, "context done")
 		}
+		t.observe(req, pick, n, false, a, resp, err, true)
 		if err == nil {
 			t.retryAfter(resp, pick.Backend)
 		}
@@ -399,6 +405,18 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 		t.debug(ctx, "lb: retrying on another backend", pick.Addr(), attErr, n)
 		pick = next
 	}
+}
+
+// observe reports attempt n of req to the observer, if there is one.
+func (t *Transport) observe(req *http.Request, pick Pick, n int, hedged bool, a *attempt, resp *http.Response, err error, failure bool) {
+	if t.observer == nil {
+		return
+	}
+	info := AttemptInfo{Request: req, Backend: pick.Addr(), Attempt: n, Hedged: hedged, Duration: a.lat, Err: err, Failure: failure}
+	if resp != nil {
+		info.StatusCode = resp.StatusCode
+	}
+	t.observer(info)
 }
 
 // retryAfter holds picks off be for as long as resp, a 429 or 503, asks in
@@ -516,11 +534,11 @@ func (t *Transport) sendOut(req *http.Request, a *attempt, out *http.Request, rt
 func (t *Transport) outgoing(req *http.Request, pick Pick, body io.ReadCloser) (*attempt, *http.Request, http.RoundTripper) {
 	if t.own != nil && req.URL.Host != "" {
 		if p := t.own.forBackend(pick.Backend); p.direct {
-			return &attempt{ctx: req.Context(), pick: pick}, withBody(req, body), p.t
+			return &attempt{req: req, pick: pick}, withBody(req, body), p.t
 		}
 	}
 	a, out := rewrite(req, pick.Backend.addr, body)
-	a.ctx, a.pick = req.Context(), pick
+	a.req, a.pick = req, pick
 	return a, out, t.base
 }
 

@@ -36,6 +36,7 @@ type transportOptions struct {
 	hedging       Hedging
 	hedgingSet    bool
 	retryAfterMax time.Duration
+	observer      func(AttemptInfo)
 	errs          []error
 }
 
@@ -208,4 +209,35 @@ func WithHosts(hosts ...string) TransportOption {
 // WithHosts.
 func WithFallback(rt http.RoundTripper) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) { o.fallback = rt })
+}
+
+// AttemptInfo describes one attempt of a request, for an observer
+// (WithAttemptObserver): metrics, traces, logs.
+type AttemptInfo struct {
+	// Request is the caller's request. It must not be modified.
+	Request *http.Request
+	// Backend is the address of the backend tried.
+	Backend string
+	// Attempt is the attempt's number for the request, from 1.
+	Attempt int
+	// Hedged reports whether it was a hedge (WithHedging).
+	Hedged bool
+	// Duration is the time to the response headers, or to the error.
+	Duration time.Duration
+	// StatusCode is the response's status, or 0 without a response.
+	StatusCode int
+	// Err is the attempt's error, nil with a response.
+	Err error
+	// Failure reports whether the attempt counted as the backend's
+	// failure (an error of the backend's, or a failure status).
+	Failure bool
+}
+
+// WithAttemptObserver calls f after each attempt, on the request's
+// goroutine (or the attempt's, for hedges), with what happened. f must be
+// quick and safe for concurrent use. The otel module uses it for its
+// per-backend instruments. Attempts ended by the caller are reported too,
+// with Failure false.
+func WithAttemptObserver(f func(AttemptInfo)) TransportOption {
+	return transportOptionFunc(func(o *transportOptions) { o.observer = f })
 }
