@@ -60,13 +60,16 @@ const budgetSlots = 10
 // deposit is one atomic add; a withdrawal sums the slots. No lock. A slot
 // is reset by whoever first sees it in a new epoch; a count racing with the
 // reset may be lost, which only errs by one request or retry.
+//
+// It has no clock of its own: every operation is given the time, as a
+// duration since an origin of the caller's (the Transport's monotonic
+// clock, or a simulation's time), so that it runs the same in simulated
+// time.
 type budget struct {
 	ratio float64
-	floor float64              // retries allowed per window by MinPerSecond
-	width int64                // slot length in nanoseconds
-	start time.Time            // epochs count from here, on the monotonic clock
-	now   func() time.Duration // time since start
-	_     [64]byte             // the fields above are read on every request, the slots written
+	floor float64  // retries allowed per window by MinPerSecond
+	width int64    // slot length in nanoseconds
+	_     [64]byte // the fields above are read on every request, the slots written
 	slots [budgetSlots]budgetSlot
 }
 
@@ -77,21 +80,17 @@ type budgetSlot struct {
 	_        [40]byte // one slot per cache line
 }
 
-// newBudget returns a budget whose time starts at start, which must have
-// a monotonic clock reading (time.Now's).
-func newBudget(rb RetryBudget, start time.Time) *budget {
-	b := &budget{
+// newBudget returns the budget of rb, which must have its defaults.
+func newBudget(rb RetryBudget) *budget {
+	return &budget{
 		ratio: rb.Ratio,
 		floor: float64(rb.MinPerSecond) * rb.Window.Seconds(),
 		width: int64(rb.Window) / budgetSlots,
-		start: start,
 	}
-	b.now = func() time.Duration { return time.Since(b.start) }
-	return b
 }
 
-// slot returns the slot of time now (since start), reset if it belongs to
-// an old epoch, and its epoch.
+// slot returns the slot of time now, reset if it belongs to an old epoch,
+// and its epoch.
 func (b *budget) slot(now time.Duration) (*budgetSlot, int64) {
 	e := int64(now) / b.width
 	s := &b.slots[e%budgetSlots]
@@ -102,18 +101,17 @@ func (b *budget) slot(now time.Duration) (*budgetSlot, int64) {
 	return s, e
 }
 
-// deposit counts one request, made at now (time since start: the caller
-// has it at hand, as the Transport times each attempt).
+// deposit counts one request, made at now.
 func (b *budget) deposit(now time.Duration) {
 	s, _ := b.slot(now)
 	s.deposits.Add(1)
 }
 
-// withdraw takes one retry from the budget, and reports whether there was
-// one to take. The retry is counted first and taken back if it was over
-// the budget, so that concurrent withdrawals cannot overspend it.
-func (b *budget) withdraw() bool {
-	s, e := b.slot(b.now())
+// withdraw takes one retry from the budget at now, and reports whether
+// there was one to take. The retry is counted first and taken back if it
+// was over the budget, so that concurrent withdrawals cannot overspend it.
+func (b *budget) withdraw(now time.Duration) bool {
+	s, e := b.slot(now)
 	s.retries.Add(1)
 	var deposits, retries int64
 	for i := range b.slots {
@@ -130,8 +128,8 @@ func (b *budget) withdraw() bool {
 	return true
 }
 
-// refund gives back a retry withdrawn but not made.
-func (b *budget) refund() {
-	s, _ := b.slot(b.now())
+// refund gives back a retry withdrawn at now but not made.
+func (b *budget) refund(now time.Duration) {
+	s, _ := b.slot(now)
 	s.retries.Add(-1)
 }

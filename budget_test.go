@@ -27,20 +27,27 @@ func (c *budgetClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func newTestBudget(t *testing.T, rb RetryBudget) (*budget, *budgetClock) {
+// testBudget is a budget and the clock its operations are given.
+type testBudget struct {
+	*budget
+	clk   *budgetClock
+	start time.Time
+}
+
+func (b testBudget) now() time.Duration { return b.clk.now().Sub(b.start) }
+
+func newTestBudget(t *testing.T, rb RetryBudget) (testBudget, *budgetClock) {
 	t.Helper()
 	rb, err := rb.withDefaults()
 	require.NoError(t, err)
 	clk := &budgetClock{t: time.Unix(1000, 0)}
-	b := newBudget(rb, clk.now())
-	b.now = func() time.Duration { return clk.now().Sub(b.start) }
-	return b, clk
+	return testBudget{budget: newBudget(rb), clk: clk, start: clk.now()}, clk
 }
 
 // withdrawAll withdraws until refused and returns how many were granted.
-func withdrawAll(b *budget) int {
+func withdrawAll(b testBudget) int {
 	n := 0
-	for b.withdraw() {
+	for b.withdraw(b.now()) {
 		n++
 		if n > 1e6 {
 			panic("unbounded budget")
@@ -70,9 +77,9 @@ func TestRetryBudgetExact(t *testing.T) {
 				b.deposit(b.now())
 			}
 			assert.Equal(t, tt.want, withdrawAll(b))
-			b.refund()
-			assert.True(t, b.withdraw(), "a refunded retry can be taken again")
-			assert.False(t, b.withdraw())
+			b.refund(b.now())
+			assert.True(t, b.withdraw(b.now()), "a refunded retry can be taken again")
+			assert.False(t, b.withdraw(b.now()))
 		})
 	}
 }
@@ -115,7 +122,7 @@ func TestRetryBudgetConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 10; i++ {
-				if b.withdraw() {
+				if b.withdraw(b.now()) {
 					granted.Add(1)
 				}
 			}

@@ -171,8 +171,8 @@ type hedgeResult struct {
 // success wins.
 func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, start time.Duration) (*http.Response, error) {
 	var (
-		results  = make(chan hedgeResult, t.maxAttempts)
-		cancels  = make(map[*attempt]context.CancelCauseFunc, t.maxAttempts)
+		results  = make(chan hedgeResult, t.pol.maxAttempts)
+		cancels  = make(map[*attempt]context.CancelCauseFunc, t.pol.maxAttempts)
 		tried    []*Backend
 		launched int
 		hedges   int
@@ -218,42 +218,38 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 	launch(pick, body, check, false, start)
 
 	var timerC <-chan time.Time
-	if d := t.hedge.delay(); d > 0 && t.maxAttempts > 1 {
+	if d := t.pol.hedge.delay(); d > 0 && t.pol.maxAttempts > 1 {
 		timer := time.NewTimer(d)
 		defer timer.Stop()
 		timerC = timer.C
 	}
 	next := func(hedged bool) bool {
-		if launched >= t.maxAttempts {
-			return false
-		}
-		if !t.budget.withdraw() {
-			t.retriesDenied.Add(1)
-			return false
-		}
-		p, err := t.bal.PickNext(key, tried)
-		if err != nil {
-			t.budget.refund()
+		now := t.clock()
+		p, reason := t.pol.Next(t.bal, key, tried, now)
+		if reason != "" {
+			if reason == reasonBudget {
+				t.retriesDenied.Add(1)
+			}
 			return false
 		}
 		body, check := t.againBody(req)
 		if body == nil && req.Body != nil && req.Body != http.NoBody {
 			p.Cancel()
-			t.budget.refund()
+			t.pol.budget.refund(now)
 			return false
 		}
-		launch(p, body, check, hedged, t.clock())
+		launch(p, body, check, hedged, now)
 		return true
 	}
 	for {
 		select {
 		case <-timerC:
 			timerC = nil
-			if hedges < t.hedge.MaxHedges && next(true) {
+			if hedges < t.pol.hedge.MaxHedges && next(true) {
 				hedges++
 				t.hedges.Add(1)
-				if hedges < t.hedge.MaxHedges {
-					timer := time.NewTimer(t.hedge.delay())
+				if hedges < t.pol.hedge.MaxHedges {
+					timer := time.NewTimer(t.pol.hedge.delay())
 					defer timer.Stop()
 					timerC = timer.C
 				}
@@ -261,16 +257,16 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 		case r := <-results:
 			delete(cancels, r.a)
 			resp, err := r.resp, r.err
-			if err == nil && (t.failStatus == nil || !t.failStatus(resp.StatusCode)) {
+			if t.pol.success(resp, err) {
 				drain()
 				if r.hedged {
 					t.hedgeWins.Add(1)
 				}
-				t.hedge.observe(r.a.lat)
+				t.pol.hedge.observe(r.a.lat)
 				t.observe(req, r.pick, r.n, r.hedged, r.a, resp, nil, false)
 				return t.answer(req, r.a, resp, nil), nil
 			}
-			maybe := err == nil || !t.notSent(err)
+			_, maybe := t.pol.Failed(resp, err)
 			attErr := err
 			if err == nil {
 				attErr = statusError{resp.StatusCode}
@@ -297,11 +293,11 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 				t.observe(req, r.pick, r.n, r.hedged, r.a, nil, err, false)
 				r.pick.Cancel()
 				drain()
-				return nil, t.fail(e, req, "context done")
+				return nil, t.fail(e, req, reasonContextDone)
 			}
 			t.observe(req, r.pick, r.n, r.hedged, r.a, resp, err, true)
 			if err == nil {
-				t.retryAfter(resp, r.pick.Backend)
+				t.pol.HoldOff(r.pick, resp)
 				r.pick.Done(errFailureStatus, r.a.lat)
 				if bufferBody(resp) {
 					if fallback != nil {
@@ -320,8 +316,8 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 				continue
 			}
 			if len(cancels) == 0 {
-				reason := "max attempts"
-				if launched < t.maxAttempts {
+				reason := reasonMaxAttempts
+				if launched < t.pol.maxAttempts {
 					reason = "no backend left, or the retry budget is exhausted"
 				}
 				return t.giveUp(e, fallback, req, reason)

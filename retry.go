@@ -172,7 +172,7 @@ func (s statusError) Error() string {
 // with an error that wraps ErrNotSent, or by a dial's *net.OpError (Op
 // "dial" or "proxyconnect") or a name that did not resolve (*net.DNSError),
 // which only dials produce. Anything else may have executed.
-func (t *Transport) notSent(err error) bool {
+func notSent(err error) bool {
 	if errors.Is(err, ErrNotSent) {
 		return true
 	}

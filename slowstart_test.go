@@ -154,7 +154,7 @@ func TestRetryAfterParsing(t *testing.T) {
 		if tt.hdr != "" {
 			resp.Header.Set("Retry-After", tt.hdr)
 		}
-		tr.retryAfter(resp, a)
+		tr.pol.HoldOff(Pick{Backend: a, bal: bal}, resp)
 		bal.mu.Lock()
 		held := a.ctl.holding
 		if t := bal.holds[a]; t != nil {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -70,24 +68,17 @@ import (
 // connection costs what net/http's do (two goroutines and their buffers,
 // some 20 KiB).
 type Transport struct {
-	bal           *Balancer
-	base          http.RoundTripper
-	own           *baseTransport // the default base; nil with WithBase
-	key           KeyFunc
-	maxAttempts   int
-	retryAll      bool
-	failStatus    func(code int) bool
-	budget        *budget
-	perTry        time.Duration // 0: none
-	bodyIdle      time.Duration // 0: none
-	hedge         *hedger       // nil: no hedging
-	retryAfterMax time.Duration // longest Retry-After honoured; 0: none
-	observer      func(AttemptInfo)
-	hosts         *hostSet          // nil: every host
-	fallback      http.RoundTripper // for other hosts; nil: refuse them
-	netHTTP       bool              // the base is net/http's: only http and https
-	epoch         time.Time         // clock's zero; it has a monotonic reading
-	log           *slog.Logger
+	bal      *Balancer
+	base     http.RoundTripper
+	own      *baseTransport // the default base; nil with WithBase
+	key      KeyFunc
+	pol      Policy // the rules: failures, retries, budget, timeouts, hedging
+	observer func(AttemptInfo)
+	hosts    *hostSet          // nil: every host
+	fallback http.RoundTripper // for other hosts; nil: refuse them
+	netHTTP  bool              // the base is net/http's: only http and https
+	epoch    time.Time         // clock's zero; it has a monotonic reading
+	log      *slog.Logger
 
 	_              [64]byte // the counters below are written on every request
 	requests       atomic.Uint64
@@ -129,33 +120,20 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 	} else if o.fallback != nil {
 		return nil, fmt.Errorf("%w: WithFallback needs WithHosts (the hosts that are not the fallback's)", ErrInvalidConfig)
 	}
-	rb, err := o.budget.withDefaults()
+	pol, err := newPolicy(&o)
 	if err != nil {
 		return nil, err
 	}
 	t := &Transport{
-		bal:           bal,
-		base:          o.base,
-		key:           o.key,
-		maxAttempts:   o.maxAttempts,
-		retryAll:      o.retryAll,
-		failStatus:    o.failStatus,
-		hosts:         hosts,
-		fallback:      o.fallback,
-		perTry:        o.perTry,
-		bodyIdle:      o.bodyIdle,
-		retryAfterMax: o.retryAfterMax,
-		observer:      o.observer,
-		epoch:         time.Now(),
-		log:           o.log,
-	}
-	t.budget = newBudget(rb, t.epoch)
-	if o.hedgingSet {
-		h, err := newHedger(o.hedging)
-		if err != nil {
-			return nil, err
-		}
-		t.hedge = h
+		bal:      bal,
+		base:     o.base,
+		key:      o.key,
+		pol:      pol,
+		hosts:    hosts,
+		fallback: o.fallback,
+		observer: o.observer,
+		epoch:    time.Now(),
+		log:      o.log,
 	}
 	if t.base == nil {
 		t.own = newBaseTransport(o.tlsConfig, o.maxIdle, bal)
@@ -243,7 +221,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.requests.Add(1)
 	start := t.clock()
-	t.budget.deposit(start)
+	t.pol.budget.deposit(start)
 	var key string
 	if t.key != nil {
 		key = t.key(req)
@@ -254,7 +232,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.errors.Add(1)
 		return nil, &Error{Err: err, Reason: "no backend"}
 	}
-	if t.hedge != nil && t.maxAttempts > 1 && hedgeable(req) {
+	if t.pol.hedge != nil && t.pol.maxAttempts > 1 && hedgeable(req) {
 		return t.roundTripHedged(req, key, pick, start)
 	}
 	if replayable(req) {
@@ -305,16 +283,16 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			start = t.clock()
 		}
 		a, resp, err := t.send(req, pick, body, start)
-		if err == nil && (t.failStatus == nil || !t.failStatus(resp.StatusCode)) {
-			if t.hedge != nil {
-				t.hedge.observe(a.lat)
+		if t.pol.success(resp, err) {
+			if t.pol.hedge != nil {
+				t.pol.hedge.observe(a.lat)
 			}
 			t.observe(req, pick, n, false, a, resp, nil, false)
 			return t.answer(req, a, resp, nil), nil
 		}
 
 		// A failure: an error, or a response with a failure status.
-		maybe := err == nil || !t.notSent(err)
+		_, maybe := t.pol.Failed(resp, err)
 		attErr := err
 		if err == nil {
 			attErr = statusError{resp.StatusCode}
@@ -340,14 +318,14 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			t.observe(req, pick, n, false, a, nil, err, false)
 			a.release()
 			pick.Cancel() // the caller gave up: neither the backend's failure nor a success
-			return nil, t.fail(e, req, "context done")
+			return nil, t.fail(e, req, reasonContextDone)
 		}
 		t.observe(req, pick, n, false, a, resp, err, true)
 		if err == nil {
-			t.retryAfter(resp, pick.Backend)
+			t.pol.HoldOff(pick, resp)
 		}
 
-		reason := t.retryBlocked(req, n, maybe)
+		reason := t.pol.Retryable(req, n, maybe)
 		if reason == "" && sent != nil && !sent.cur.unread() {
 			reason = bodyNotReplayable
 		}
@@ -377,15 +355,13 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			return t.giveUp(e, fallback, req, bodyNotReplayable)
 		}
 
-		if !t.budget.withdraw() {
-			t.retriesDenied.Add(1)
-			t.debug(ctx, "lb: retry refused by the retry budget", pick.Addr(), attErr, n)
-			return t.giveUp(e, fallback, req, "retry budget exhausted")
-		}
-		next, perr := t.bal.PickNext(key, tried)
-		if perr != nil {
-			t.budget.refund()
-			return t.giveUp(e, fallback, req, "no backend left")
+		next, reason := t.pol.Next(t.bal, key, tried, t.clock())
+		if reason != "" {
+			if reason == reasonBudget {
+				t.retriesDenied.Add(1)
+				t.debug(ctx, "lb: retry refused by the retry budget", pick.Addr(), attErr, n)
+			}
+			return t.giveUp(e, fallback, req, reason)
 		}
 		switch {
 		case sent != nil:
@@ -395,7 +371,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, pick Pick, start ti
 			b, gerr := req.GetBody()
 			if gerr != nil {
 				next.Cancel()
-				t.budget.refund()
+				t.pol.budget.refund(t.clock())
 				return t.giveUp(e, fallback, req, "GetBody failed: "+gerr.Error())
 			}
 			cb := newCheckedBody(b, req.ContentLength)
@@ -417,30 +393,6 @@ func (t *Transport) observe(req *http.Request, pick Pick, n int, hedged bool, a 
 		info.StatusCode = resp.StatusCode
 	}
 	t.observer(info)
-}
-
-// retryAfter holds picks off be for as long as resp, a 429 or 503, asks in
-// its Retry-After header (seconds, or an HTTP date), up to t.retryAfter.
-func (t *Transport) retryAfter(resp *http.Response, be *Backend) {
-	if t.retryAfterMax <= 0 || resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
-		return
-	}
-	v := resp.Header.Get("Retry-After")
-	if v == "" {
-		return
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-		if n <= 0 {
-			return
-		}
-		d = time.Duration(min(n, int64(t.retryAfterMax/time.Second)+1)) * time.Second
-	} else if at, err := http.ParseTime(v); err == nil {
-		d = time.Until(at)
-	}
-	if d = min(d, t.retryAfterMax); d > 0 {
-		t.bal.holdOff(be, d)
-	}
 }
 
 // answer returns resp, the response of attempt a, as the response to req:
@@ -487,7 +439,7 @@ func ServedBy(ctx context.Context) (context.Context, func() string) {
 // own, which a.release (or the end of the response body) cancels.
 func (t *Transport) send(req *http.Request, pick Pick, body io.ReadCloser, start time.Duration) (*attempt, *http.Response, error) {
 	a, out, rt := t.outgoing(req, pick, body)
-	if t.perTry > 0 || t.bodyIdle > 0 {
+	if t.pol.perTry > 0 || t.pol.bodyIdle > 0 {
 		ctx, cancel := context.WithCancelCause(req.Context())
 		a.cancel = cancel
 		out = out.WithContext(ctx)
@@ -502,10 +454,10 @@ func (t *Transport) send(req *http.Request, pick Pick, body io.ReadCloser, start
 func (t *Transport) sendOut(req *http.Request, a *attempt, out *http.Request, rt http.RoundTripper, start time.Duration) (*attempt, *http.Response, error) {
 	var timer *time.Timer
 	if a.cancel != nil {
-		a.idle, a.clock, a.stalls = t.bodyIdle, t.clock, &t.stalls
-		if t.perTry > 0 {
+		a.idle, a.clock, a.stalls = t.pol.bodyIdle, t.clock, &t.stalls
+		if t.pol.perTry > 0 {
 			cancel := a.cancel
-			timer = time.AfterFunc(t.perTry, func() { cancel(errPerTry) })
+			timer = time.AfterFunc(t.pol.perTry, func() { cancel(errPerTry) })
 		}
 	}
 	resp, err := rt.RoundTrip(out)
@@ -520,7 +472,7 @@ func (t *Transport) sendOut(req *http.Request, a *attempt, out *http.Request, rt
 			resp.Body.Close()
 			resp = nil
 		}
-		err = &perTryError{after: t.perTry, err: err}
+		err = &perTryError{after: t.pol.perTry, err: err}
 		t.perTryTimeouts.Add(1)
 	}
 	return a, resp, err
@@ -545,20 +497,6 @@ func (t *Transport) outgoing(req *http.Request, pick Pick, body io.ReadCloser) (
 // bodyNotReplayable is the Error.Reason for a request whose body was sent
 // and has no GetBody.
 const bodyNotReplayable = "body sent and not replayable (no GetBody)"
-
-// retryBlocked returns why attempt n, a failure, may not be retried, or ""
-// if it may (budget and backends aside).
-func (t *Transport) retryBlocked(req *http.Request, n int, maybe bool) string {
-	switch {
-	case n >= t.maxAttempts:
-		return "max attempts"
-	case callerDone(req):
-		return "context done"
-	case maybe && !t.retryAll && !idempotent(req):
-		return "not idempotent"
-	}
-	return ""
-}
 
 // giveUp returns the buffered failure response if there is one, else the
 // error, which says why the Transport stopped.
