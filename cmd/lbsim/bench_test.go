@@ -6,13 +6,13 @@ import (
 )
 
 // BenchmarkSimulate simulates 100,000 requests over 100 backends per
-// strategy and reports the cost per simulated request.
+// strategy, through lb's Balancers and Policies, and reports the cost per
+// simulated request.
 func BenchmarkSimulate(b *testing.B) {
 	for _, name := range strategyNames {
 		b.Run(name, func(b *testing.B) {
-			zero := 0
 			sc := &Scenario{
-				Name: "bench", Duration: Duration(2 * time.Second), Rate: 50_000, Retries: &zero,
+				Name: "bench", Duration: Duration(2 * time.Second), Load: Load{Rate: 50_000},
 				Backends: []BackendGroup{{Count: 100, Median: Duration(10 * time.Millisecond)}},
 			}
 			if err := sc.withDefaults(); err != nil {

@@ -20,7 +20,7 @@ func TestRunPrintsATable(t *testing.T) {
 		"-strategies", "round-robin,p2c,ring"}, &out, &errs)
 	require.NoError(t, err, errs.String())
 	text := out.String()
-	assert.Contains(t, text, "| strategy | p50 | p99 | p99.9 |")
+	assert.Contains(t, text, "| strategy | p50 | p99 | p99.9 | failed | retries |")
 	for _, s := range []string{"| round-robin |", "| p2c |", "| ring |"} {
 		assert.Contains(t, text, s)
 	}
@@ -39,7 +39,7 @@ func TestRunScenarioWithChanges(t *testing.T) {
 		"-strategies", "ring,maglev", "-out", dir}, &out, &errs)
 	require.NoError(t, err, errs.String())
 	assert.Contains(t, out.String(), "Zipf(s=1.1)")
-	assert.Contains(t, out.String(), "over 40s of simulated time (100/s")
+	assert.Contains(t, out.String(), "over 40s of simulated time (poisson 100/s")
 	assert.Contains(t, out.String(), "| 1 | 20.00s | add b20 |")
 	assert.Contains(t, out.String(), "| 2 | 40.00s | remove b03 |")
 

@@ -13,7 +13,7 @@ func (s *sim) scenarioEvent(e timedEvent) {
 	b := &s.backends[e.backend]
 	switch e.kind {
 	case evAdd:
-		b.present, b.healthy, b.hcFails, b.hcOKs = true, true, 0, 0
+		b.present = true
 		b.presentSince, b.everPresent = s.now, true
 		s.update("add " + b.name)
 	case evRemove:
@@ -21,13 +21,13 @@ func (s *sim) scenarioEvent(e timedEvent) {
 		b.presentTime += s.now - b.presentSince
 		s.update("remove " + b.name)
 	case evFail:
-		b.errRate = e.rate
+		b.fault = e.fault
 	case evRecover:
-		b.errRate = 0
+		b.fault = nil
 	case evSlow:
 		b.factor = e.factor
 	case evKill:
-		s.kill(b, int32(e.backend))
+		s.kill(b)
 	case evStart:
 		b.down = false
 	}
@@ -36,8 +36,8 @@ func (s *sim) scenarioEvent(e timedEvent) {
 // update gives every client's Balancer the current endpoint set.
 func (s *sim) update(label string) {
 	eps := s.endpoints()
-	for _, bal := range s.bals {
-		if err := bal.Update(eps); err != nil {
+	for _, c := range s.clients {
+		if err := c.bal.Update(eps); err != nil {
 			// The scenario was validated: an error here is a bug.
 			panic(fmt.Sprintf("lbsim: Update: %v", err))
 		}
@@ -45,57 +45,16 @@ func (s *sim) update(label string) {
 	s.changed(label)
 }
 
-// healthCheck runs one round of the active health check on every backend
-// in the set, and marks backends down or up (Balancer.SetHealthy on every
-// client) when their streak reaches the thresholds. This is lbsim's own
-// checker in simulated time: lb's passive outlier ejection readmits
-// backends on real-time timers, which a simulation cannot use.
-func (s *sim) healthCheck() {
-	hc := s.sc.HealthCheck
-	for i := range s.backends {
-		b := &s.backends[i]
-		if !b.present {
-			continue
-		}
-		ok := !b.down && !(b.errRate > 0 && s.hcRand.Float64() < b.errRate)
-		if ok {
-			b.hcOKs++
-			b.hcFails = 0
-		} else {
-			b.hcFails++
-			b.hcOKs = 0
-		}
-		switch {
-		case b.healthy && b.hcFails >= hc.UnhealthyAfter:
-			b.healthy = false
-			s.setHealthy(b, "down")
-		case !b.healthy && b.hcOKs >= hc.HealthyAfter:
-			b.healthy = true
-			s.setHealthy(b, "up")
-		}
-	}
-}
-
-func (s *sim) setHealthy(b *simBackend, what string) {
-	for _, bal := range s.bals {
-		if err := bal.SetHealthy(b.addr, b.healthy); err != nil {
-			panic(fmt.Sprintf("lbsim: SetHealthy: %v", err))
-		}
-	}
-	s.clock.runDue() // the pickers' rebuilds, before the keys are probed
-	s.changed(b.name + " " + what)
-}
-
-// changed records a change of the set the pickers are built over: the
-// share of the key space that moved (hash strategies), and the least share
-// that had to move for the shares to follow the weights.
+// changed records a change of the endpoint set: the share of the key
+// space that moved (hash strategies), and the least share that had to
+// move for the shares to follow the weights.
 func (s *sim) changed(label string) {
 	before := s.placed
 	shares := s.availableShares()
 	mv := Move{At: time.Duration(s.now), Label: label, Ideal: idealMoved(s.lastSet, shares), Moved: math.NaN()}
 	s.lastSet = shares
-	if err := s.probe(); err != nil {
-		panic(fmt.Sprintf("lbsim: probe: %v", err))
+	if err := s.placeKeys(); err != nil {
+		panic(fmt.Sprintf("lbsim: placing keys: %v", err))
 	}
 	if before != nil {
 		n := 0
@@ -109,31 +68,23 @@ func (s *sim) changed(label string) {
 	s.res.Moves = append(s.res.Moves, mv)
 }
 
-// available returns the backends the Balancers build their pickers over:
-// those present and healthy, or all present when none is healthy (lb's
-// panic threshold).
-func (s *sim) available() []int {
-	var out, present []int
+// present returns the backends in the endpoint set.
+func (s *sim) present() []int {
+	var out []int
 	for i := range s.backends {
-		if b := &s.backends[i]; b.present {
-			present = append(present, i)
-			if b.healthy {
-				out = append(out, i)
-			}
+		if s.backends[i].present {
+			out = append(out, i)
 		}
-	}
-	if len(out) == 0 {
-		return present
 	}
 	return out
 }
 
 // availableShares returns each backend's share of the total weight of the
-// available set.
+// endpoint set.
 func (s *sim) availableShares() []float64 {
 	shares := make([]float64, len(s.backends))
 	var total float64
-	for _, i := range s.available() {
+	for _, i := range s.present() {
 		shares[i] = float64(s.backends[i].weight)
 		total += shares[i]
 	}
@@ -153,16 +104,16 @@ func idealMoved(a, b []float64) float64 {
 	return max(1-kept, 0)
 }
 
-// probe places the probe keys with a picker built by the strategy's own
-// Builder over the available set, as every client's Balancer just did.
+// placeKeys places the probe keys with a picker built by the strategy's
+// own Builder over the endpoint set, as every client's Balancer just did.
 // For ring-bounded it is the keys' home placement (no load).
-func (s *sim) probe() error {
-	if s.probes == nil {
+func (s *sim) placeKeys() error {
+	if s.probeKey == nil {
 		return nil
 	}
 	var eps []lb.Endpoint
-	for _, i := range s.available() {
-		eps = append(eps, lb.Endpoint{Addr: s.backends[i].addr, Weight: s.backends[i].weight})
+	for _, i := range s.present() {
+		eps = append(eps, lb.Endpoint{Addr: s.backends[i].addr, Weight: s.backends[i].weight, HashKey: s.backends[i].name})
 	}
 	bs, err := lb.NewBackends(eps)
 	if err != nil {
@@ -172,8 +123,8 @@ func (s *sim) probe() error {
 	if err != nil {
 		return err
 	}
-	placed := make([]int32, len(s.probes))
-	for i, k := range s.probes {
+	placed := make([]int32, len(s.probeKey))
+	for i, k := range s.probeKey {
 		b, err := p.Pick(k)
 		if err != nil {
 			return err
@@ -201,8 +152,8 @@ func (s *sim) sample() {
 	s.samples++
 }
 
-// finish closes the accounting at the end of the run.
-func (s *sim) finish() {
+// finishRun closes the accounting at the end of the run.
+func (s *sim) finishRun() {
 	end := max(s.now, s.end)
 	s.now = end
 	for i := range s.backends {
@@ -220,6 +171,11 @@ func (s *sim) finish() {
 			s.res.meanInflight[i] = b.totalArea / float64(b.presentTime) / float64(b.weight)
 		} else {
 			s.res.pickRate[i], s.res.meanInflight[i] = math.NaN(), math.NaN()
+		}
+	}
+	for _, c := range s.clients {
+		for _, st := range c.bal.Stats() {
+			s.res.Ejections += int64(st.Ejections)
 		}
 	}
 	s.res.summarise()

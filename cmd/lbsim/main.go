@@ -39,6 +39,7 @@ func main() {
 // config is what the flags say.
 type config struct {
 	scenario   string
+	validate   string
 	seed       uint64
 	requests   int64
 	strategies string
@@ -57,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("lbsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.scenario, "scenario", "", "scenario file (JSON); without it, the fleet flags below describe a uniform fleet")
+	fs.StringVar(&c.validate, "validate", "", "validation: run the scenarios of this directory (or file) in lbsim and on a real loopback fleet through lb's Transport, and print them side by side")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the simulator's random draws (overrides the scenario's)")
 	fs.Int64Var(&c.requests, "requests", 0, "number of requests: sets the duration to requests/rate (overrides the scenario's duration; its events must still fit)")
 	fs.StringVar(&c.strategies, "strategies", "", "comma-separated strategies (default all: "+strings.Join(strategyNames, ",")+")")
@@ -66,7 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	// The fleet without a scenario file; with one, these override it when given.
 	f := &c.fleet
 	fs.IntVar(&f.Clients, "clients", 10, "clients (each with its own lb.Balancer)")
-	fs.Float64Var(&f.Rate, "rate", 50_000, "arrival rate, requests per second (Poisson)")
+	fs.Float64Var(&f.Load.Rate, "rate", 50_000, "release rate of an open loop, requests per second over all clients")
 	fs.IntVar(&f.Keys.Count, "keys", 100_000, "size of the key space")
 	fs.Float64Var(&c.zipf, "zipf", 0, "Zipf exponent (> 1) for hot keys; 0: uniform keys")
 	// Fleet shape, only without a scenario file.
@@ -74,9 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.median, "median", 10*time.Millisecond, "median service time (fleet without a scenario file)")
 	sigma := fs.Float64("sigma", 0.5, "log-normal sigma of the service time (fleet without a scenario file)")
 	slots := fs.Int("slots", 8, "calls served at once per backend (fleet without a scenario file)")
-	maxQueue := fs.Int("max-queue", 0, "queue bound per backend, 0: unbounded (fleet without a scenario file)")
+	maxQueue := fs.Int("max-queue", -1, "queue bound per backend, -1: none (fleet without a scenario file)")
 	fs.Float64Var(&c.slowFactor, "slow", 1, "service time factor of the last backend, e.g. 5 for one slow backend (fleet without a scenario file)")
-	retries := fs.Int("retries", 2, "retries on another backend after a failure")
+	maxAttempts := fs.Int("max-attempts", 3, "attempts per request, the first included (lb.WithMaxAttempts)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: lbsim [flags]\n\nSimulates a fleet under each of lb's strategies and prints Markdown tables.\n\nFlags:")
 		fs.PrintDefaults()
@@ -88,11 +90,20 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("unexpected arguments %q (flags only; see -h)", fs.Args())
 	}
 	fs.Visit(func(fl *flag.Flag) { c.set[fl.Name] = true })
-	f.Retries = retries
+	f.Transport.MaxAttempts = *maxAttempts
+	if c.set["max-attempts"] {
+		f.Transport.given.set("max_attempts")
+	}
 	if c.scenario == "" {
 		f.Name = "flags"
 		f.Duration = Duration(time.Minute)
 		g := BackendGroup{Count: *backends, Median: Duration(c.median), Sigma: *sigma, Slots: *slots, MaxQueue: *maxQueue}
+		g.given.set("count", "sigma", "slots")
+		if *maxQueue >= 0 {
+			g.given.set("max_queue")
+		} else {
+			g.MaxQueue = 0
+		}
 		if *backends < 1 {
 			return nil, fmt.Errorf("-backends is %d; it must be >= 1", *backends)
 		}
@@ -121,13 +132,14 @@ func (c *config) loadScenario() (*Scenario, error) {
 			sc.Clients = c.fleet.Clients
 		}
 		if c.set["rate"] {
-			sc.Rate = c.fleet.Rate
+			sc.Load.Rate = c.fleet.Load.Rate
 		}
 		if c.set["keys"] {
 			sc.Keys.Count = c.fleet.Keys.Count
 		}
-		if c.set["retries"] {
-			sc.Retries = c.fleet.Retries
+		if c.set["max-attempts"] {
+			sc.Transport.MaxAttempts = c.fleet.Transport.MaxAttempts
+			sc.Transport.given.set("max_attempts")
 		}
 		for _, name := range []string{"backends", "median", "sigma", "slots", "max-queue", "slow"} {
 			if c.set[name] {
@@ -144,15 +156,23 @@ func (c *config) loadScenario() (*Scenario, error) {
 		} else {
 			sc.Keys.Dist, sc.Keys.S = "uniform", 0
 		}
+		sc.Keys.given.set("dist")
 	}
-	if c.seed != 0 {
+	if c.set["seed"] {
 		sc.Seed = c.seed
+		sc.given.set("seed")
 	}
 	if c.requests != 0 {
 		if c.requests < 0 {
 			return nil, fmt.Errorf("-requests is %d; it must be > 0", c.requests)
 		}
-		sc.Duration = Duration(float64(c.requests) / sc.Rate * 1e9)
+		if sc.Load.Arrivals == arrivalsClosed {
+			return nil, errors.New("-requests sets the duration of an open loop from its rate; a closed loop has no rate")
+		}
+		if !(sc.Load.Rate > 0) {
+			return nil, fmt.Errorf("-requests needs a rate > 0 (got %v)", sc.Load.Rate)
+		}
+		sc.Duration = Duration(float64(c.requests) / sc.Load.Rate * 1e9)
 		sc.SampleInterval = 0
 	}
 	if c.strategies != "" {
@@ -171,6 +191,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if c.parallel < 1 {
 		return fmt.Errorf("-parallel is %d; it must be >= 1", c.parallel)
+	}
+	if c.validate != "" {
+		return runValidation(c.validate, stdout)
 	}
 	sc, err := c.loadScenario()
 	if err != nil {
@@ -232,8 +255,8 @@ func writeReport(w io.Writer, sc *Scenario, results []*Result, wall time.Duratio
 	if len(results) > 0 {
 		reqs = results[0].Requests
 	}
-	fmt.Fprintf(w, "%d requests over %v of simulated time (%.0f/s, %s keys, %d clients), %d backends, %d retries, seed %d.\n\n",
-		reqs, sc.Duration.D(), sc.Rate, keysText(sc.Keys), sc.Clients, n, *sc.Retries, sc.Seed)
+	fmt.Fprintf(w, "%d requests over %v of simulated time (%s, %s keys, %d clients), %d backends, seed %d.\n\n",
+		reqs, sc.Duration.D(), loadText(sc.Load), keysText(sc.Keys), sc.Clients, n, sc.Seed)
 	WriteTable(w, results)
 	fmt.Fprintln(w)
 	var moves strings.Builder
@@ -256,4 +279,54 @@ func keysText(k Keys) string {
 		return fmt.Sprintf("%d Zipf(s=%g)", k.Count, k.S)
 	}
 	return fmt.Sprintf("%d uniform", k.Count)
+}
+
+func loadText(l Load) string {
+	var s string
+	if l.Arrivals == arrivalsClosed {
+		s = fmt.Sprintf("closed loop, %d workers per client", l.Workers)
+		if l.Think > 0 {
+			s += fmt.Sprintf(", %v think time", l.Think.D())
+		}
+	} else {
+		s = fmt.Sprintf("%s %.0f/s", l.Arrivals, l.Rate)
+		if l.Workers > 0 {
+			s += fmt.Sprintf(", %d workers per client", l.Workers)
+		}
+	}
+	if l.Timeout > 0 {
+		s += fmt.Sprintf(", timeout %v", l.Timeout.D())
+	}
+	return s
+}
+
+// runValidation runs the validation scenarios and prints the side-by-side
+// table, and each backend's share.
+func runValidation(path string, w io.Writer) error {
+	scs, err := validationScenarios(path)
+	if err != nil {
+		return err
+	}
+	var all []Comparison
+	for _, sc := range scs {
+		cs, err := Validate(sc)
+		if err != nil {
+			return err
+		}
+		all = append(all, cs...)
+	}
+	fmt.Fprintln(w, "Each cell: lbsim (mean of", simSeeds, "seeds) / real (lb's Transport on loopback).")
+	fmt.Fprintln(w)
+	WriteComparisons(w, all)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Shares of attempts per backend, lbsim / real:")
+	fmt.Fprintln(w)
+	for _, c := range all {
+		parts := make([]string, len(c.Backends))
+		for i, b := range c.Backends {
+			parts[i] = fmt.Sprintf("%s %s / %s", b, pct(c.Sim.Shares[i]), pct(c.Real.Shares[i]))
+		}
+		fmt.Fprintf(w, "- %s, %s: %s\n", c.Scenario, c.Strategy, strings.Join(parts, ", "))
+	}
+	return nil
 }

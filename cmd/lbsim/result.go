@@ -9,20 +9,36 @@ import (
 	"time"
 )
 
-// Result is what one strategy did in one scenario.
+// Result is what one strategy did in one scenario (in lbsim, or on the
+// real fleet of the validation).
 type Result struct {
 	Strategy string
 	Backends []string // names, in order
 	Slots    []int    // each backend's slots
 
-	Requests int64 // arrived
-	Errors   int64 // failed after every try
-	Attempts int64 // picks, retries included
-	Retries  int64 // attempts after the first
-	Rejected int64 // attempts rejected by a full queue
+	Requests       int64 // released
+	Errors         int64 // ended without a response (the Transport's error, the caller's deadline)
+	StatusFailures int64 // ended with a 4xx or 5xx response
+	BodyFailures   int64 // ended with a body that failed after its headers (stalled, reset, the deadline)
+	Unfinished     int64 // not ended when the run stopped
+	Attempts       int64 // picks: first attempts, retries and hedges
+	Retries        int64 // attempts after a failure (lb.TransportStats.Retries)
+	RetriesDenied  int64 // retries and hedges the retry budget refused
+	Hedges         int64
+	HedgeWins      int64
+	PerTryTimeouts int64
+	BodyStalls     int64 // bodies ended by the body idle timeout
+	Shed           int64 // attempts a full backend queue answered with a 503
+	Ejections      int64 // outlier ejections, over every client's Balancer
+	// ProbesNotDelayed counts simulated health probes that returned at
+	// once because 31 of the client's probes were already waiting (see
+	// maxBlockedProbes).
+	ProbesNotDelayed int64
+	Statuses         map[int]int64 // the 4xx and 5xx responses callers got, by status
 
-	// Latency percentiles of the successful requests, from arrival to the
-	// end of the attempt that succeeded (queueing and retries included).
+	// Latency percentiles of the successful requests, from their release
+	// to the end of the response (queueing for a worker, retries and
+	// hedges included).
 	P50, P99, P999, Mean time.Duration
 	// SameBackend is the share of successful requests served by the
 	// backend that served their key's previous successful request (NaN
@@ -35,14 +51,43 @@ type Result struct {
 
 	Picks []uint64    // attempts per backend
 	Load  [][]float64 // [backend][sample]: mean calls in service or queued
-	Moves []Move      // one per change of the picker's set
-	Wall  time.Duration
+	// PicksOver is the attempts per backend per sample interval:
+	// [backend][sample], the last one running to the end.
+	PicksOver [][]uint64
+	Moves     []Move // one per change of the endpoint set
+	Wall      time.Duration
 
-	lat                 []int64 // successful requests' latencies (sorted by summarise)
+	realErrors          []error       // what went wrong on a real fleet (a backend that could not restart)
+	overheads           []int64       // real fleet: successful attempts' time to headers, less the service's median, on the fastest backends
+	lag                 time.Duration // real fleet: the longest the process went without a CPU (see watchLag)
+	lat                 []int64       // successful requests' latencies (sorted by summarise)
+	failLat             []int64       // the other requests' times to their end
 	keyRepeats, keySame int64
 	pickRate            []float64
 	meanInflight        []float64
 	sampleInterval      time.Duration
+}
+
+// Failed is the requests that did not end with a successful response.
+func (r *Result) Failed() int64 { return r.Errors + r.StatusFailures + r.BodyFailures + r.Unfinished }
+
+// Share returns backend i's share of the attempts.
+func (r *Result) Share(i int) float64 {
+	var total uint64
+	for _, p := range r.Picks {
+		total += p
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(r.Picks[i]) / float64(total)
+}
+
+func (r *Result) statusCount(code int) {
+	if r.Statuses == nil {
+		r.Statuses = map[int]int64{}
+	}
+	r.Statuses[code]++
 }
 
 // Move is one change of the set the pickers are built over.
@@ -59,13 +104,15 @@ func newResult(sc *Scenario, strategy string, names []string, samples int) *Resu
 		Backends:       names,
 		Picks:          make([]uint64, len(names)),
 		Load:           make([][]float64, len(names)),
+		PicksOver:      make([][]uint64, len(names)),
 		pickRate:       make([]float64, len(names)),
 		meanInflight:   make([]float64, len(names)),
 		sampleInterval: sc.SampleInterval.D(),
-		lat:            make([]int64, 0, int(sc.Rate*sc.Duration.D().Seconds()*1.01)+16),
+		lat:            make([]int64, 0, sc.requestsHint()),
 	}
 	for i := range r.Load {
 		r.Load[i] = make([]float64, samples)
+		r.PicksOver[i] = make([]uint64, samples)
 	}
 	for _, g := range sc.Backends {
 		for range g.Count {
@@ -117,8 +164,8 @@ func (r *Result) FractionAtMost(d time.Duration) float64 {
 // Successes is the number of requests that succeeded.
 func (r *Result) Successes() int { return len(r.lat) }
 
-// ErrorRate is Errors / Requests.
-func (r *Result) ErrorRate() float64 { return ratio(r.Errors, r.Requests) }
+// FailRate is Failed / Requests.
+func (r *Result) FailRate() float64 { return ratio(r.Failed(), r.Requests) }
 
 // RetryRate is Retries / Requests.
 func (r *Result) RetryRate() float64 { return ratio(r.Retries, r.Requests) }
@@ -167,12 +214,12 @@ func (r *Result) MeanMoved() float64 {
 
 // WriteTable writes the results as a Markdown table, one row per strategy.
 func WriteTable(w io.Writer, results []*Result) {
-	fmt.Fprintln(w, "| strategy | p50 | p99 | p99.9 | mean | errors | retries | max/mean picks | max/mean in-flight | same backend | keys moved per change |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| strategy | p50 | p99 | p99.9 | failed | retries | hedges | ejections | max/mean picks | max/mean in-flight | same backend | keys moved per change |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.Strategy, ms(r.P50), ms(r.P99), ms(r.P999), ms(r.Mean),
-			pct(r.ErrorRate()), pct(r.RetryRate()),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+			r.Strategy, ms(r.P50), ms(r.P99), ms(r.P999),
+			pct(r.FailRate()), pct(r.RetryRate()), pct(ratio(r.Hedges, r.Requests)), r.Ejections,
 			num(r.MaxMeanPicks), num(r.MaxMeanInflight), pct(r.SameBackend), pct(r.MeanMoved()))
 	}
 }
@@ -236,4 +283,11 @@ func num(v float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// pickAt counts an attempt on backend i at time t since the start.
+func (r *Result) pickAt(i int, t time.Duration) {
+	row := r.PicksOver[i]
+	k := int(t / max(r.sampleInterval, 1))
+	row[min(max(k, 0), len(row)-1)]++
 }

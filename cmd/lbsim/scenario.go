@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,32 +12,37 @@ import (
 	"time"
 )
 
-// Scenario describes a fleet, its workload and what happens to it. It is
-// read from a JSON file (see scenarios/) or built from flags. Zero fields
-// take the defaults set in withDefaults.
+// Scenario describes a fleet, its clients, the lb configuration they run
+// and what happens to the fleet. It is read from a JSON file (see
+// scenarios/) or built from flags. A field that is missing takes its
+// default; a field that is written means what it says (a sigma of 0 is no
+// spread), and a value that means nothing (0 slots) is an error naming the
+// field. The blocks that configure lb (transport, outlier_detection,
+// slow_start, health_check) are handed to lb as they are, and mean what lb
+// says: there, as in lb, a zero field takes lb's default.
 type Scenario struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
-	// Seed seeds every random draw the simulator makes (arrivals, keys,
-	// service times, failures); 0 means 1.
+	// Seed seeds every random draw the simulator makes; default 1.
 	Seed uint64 `json:"seed"`
-	// Duration is how long requests arrive, in simulated time.
+	// Duration is how long requests are released, in simulated time.
 	Duration Duration `json:"duration"`
-	// Rate is the mean arrival rate in requests per second (Poisson).
-	Rate float64 `json:"rate"`
 	// Clients is the number of client processes, each with its own
-	// lb.Balancer (its own view of calls in flight); default 10.
+	// lb.Balancer, Policy (retry budget) and health checker; default 10.
 	Clients int `json:"clients"`
-	// Retries is how many times a failed request is retried on another
-	// backend (Balancer.PickNext); default 2. Use 0 for none.
-	Retries *int `json:"retries"`
-	// FailLatency is how long a failing call takes (a refused connection, a
-	// fast 503, a rejection by a full queue); default 1ms.
-	FailLatency Duration `json:"fail_latency"`
-	Keys        Keys     `json:"keys"`
-	// HealthCheck, when set, runs active health checks in simulated time
-	// and marks backends down and up with Balancer.SetHealthy.
-	HealthCheck *HealthCheck   `json:"health_check"`
+	// Load is how the clients send requests.
+	Load Load `json:"load"`
+	Keys Keys `json:"keys"`
+	// Transport is the lb.Transport configuration of every client.
+	Transport TransportConfig `json:"transport"`
+	// OutlierDetection, when present, turns on lb's passive outlier
+	// ejection (lb.WithOutlierDetection) on every client's Balancer.
+	OutlierDetection *OutlierConfig `json:"outlier_detection"`
+	// SlowStart, when present, is lb.WithSlowStart.
+	SlowStart *SlowStartConfig `json:"slow_start"`
+	// HealthCheck, when present, runs lb's active health checks
+	// (lb.StartHealthChecks) from every client, with simulated probes.
+	HealthCheck *HealthConfig  `json:"health_check"`
 	Backends    []BackendGroup `json:"backends"`
 	Events      []Event        `json:"events"`
 	// Strategies to compare; default all (see strategyNames).
@@ -46,7 +50,48 @@ type Scenario struct {
 	// SampleInterval is the resolution of the load-over-time chart;
 	// default Duration/120.
 	SampleInterval Duration `json:"sample_interval"`
+
+	given given
 }
+
+// Load is how the clients send requests.
+type Load struct {
+	// Arrivals is "poisson" (the default: requests released at random
+	// times, at Rate per second over all clients), "paced" (released at
+	// exact intervals of 1/Rate) or "closed" (each of a client's Workers
+	// sends a request, waits for its end, pauses Think, and sends the
+	// next).
+	Arrivals string `json:"arrivals"`
+	// Rate is the release rate of an open loop (poisson, paced), in
+	// requests per second over all clients.
+	Rate float64 `json:"rate"`
+	// Workers is how many requests a client has in flight at most: with
+	// an open loop, released requests wait (FIFO) for a free worker, and
+	// their latency counts from their release; missing means no cap.
+	// Required for a closed loop.
+	Workers int `json:"workers"`
+	// Think is a closed-loop worker's pause between two requests.
+	Think Duration `json:"think"`
+	// Timeout is the caller's deadline for one request, from the moment a
+	// worker sends it (http.Client.Timeout, or a context deadline); missing
+	// means none.
+	Timeout Duration `json:"timeout"`
+	// Overhead is the client's and the network's time per attempt, before
+	// it reaches its backend (a refused dial takes this long); default 0.
+	Overhead Duration `json:"overhead"`
+	// Method is the requests' method: "GET" (the default; idempotent, so
+	// retried and hedged) or "POST" (retried only when never sent).
+	Method string `json:"method"`
+
+	given given
+}
+
+// Arrival processes.
+const (
+	arrivalsPoisson = "poisson"
+	arrivalsPaced   = "paced"
+	arrivalsClosed  = "closed"
+)
 
 // Keys describes the requests' hash keys.
 type Keys struct {
@@ -56,67 +101,33 @@ type Keys struct {
 	Dist string `json:"dist"`
 	// S is the Zipf exponent, > 1; default 1.1. Larger is hotter.
 	S float64 `json:"s"`
-}
 
-// HealthCheck is an active health check run by the simulator every
-// Interval on every backend in the set: a check fails when the backend is
-// killed, and with probability error_rate when it is failing.
-type HealthCheck struct {
-	Interval Duration `json:"interval"`
-	// UnhealthyAfter failed checks in a row mark a backend down; default 2.
-	UnhealthyAfter int `json:"unhealthy_after"`
-	// HealthyAfter passed checks in a row mark it up again; default 1.
-	HealthyAfter int `json:"healthy_after"`
+	given given
 }
 
 // BackendGroup is Count backends alike. Backends are named b00, b01, ...
-// (address "b00:80") in the order of the groups.
+// in the order of the groups.
 type BackendGroup struct {
 	// Count is the number of backends in the group; default 1.
 	Count int `json:"count"`
 	// Weight is the endpoint weight given to lb; default 1.
 	Weight int `json:"weight"`
 	// Median and Sigma shape the log-normal service time: median × e^(σZ),
-	// Z standard normal. Sigma default 0.5.
+	// Z standard normal. Sigma default 0.5; 0 makes every call take the
+	// median.
 	Median Duration `json:"median"`
 	Sigma  float64  `json:"sigma"`
 	// Slots is how many calls the backend serves at once; default 8.
 	Slots int `json:"slots"`
-	// MaxQueue bounds the calls waiting for a slot; a call arriving at a
-	// full queue is rejected (a fast failure). 0 means unbounded.
+	// MaxQueue bounds the calls waiting for a slot: a call that finds
+	// the queue full is shed with a 503 at once. Missing means no bound;
+	// 0 means no queue. After the defaults, -1 stands for no bound.
 	MaxQueue int `json:"max_queue"`
 	// Absent backends are defined but not in the set at the start (an
 	// "add" event brings them in).
 	Absent bool `json:"absent"`
-}
 
-// Event kinds.
-const (
-	evAdd            = "add"             // put the backend in the endpoint set (Balancer.Update)
-	evRemove         = "remove"          // take it out of the set; its calls in flight finish
-	evFail           = "fail"            // its calls fail with probability error_rate
-	evRecover        = "recover"         // it stops failing
-	evSlow           = "slow"            // its service times are multiplied by factor (1 restores)
-	evKill           = "kill"            // the process dies: calls in flight fail, new ones are refused
-	evStart          = "start"           // the process is back
-	evRestart        = "restart"         // kill, then start after down
-	evRollingRestart = "rolling_restart" // restart backends one after another, every apart
-)
-
-var eventKinds = []string{evAdd, evRemove, evFail, evRecover, evSlow, evKill, evStart, evRestart, evRollingRestart}
-
-// Event is something that happens to the fleet at a simulated time.
-type Event struct {
-	At      Duration `json:"at"`
-	Kind    string   `json:"kind"`
-	Backend string   `json:"backend"`
-	// Backends lists the backends of a rolling restart; empty means every
-	// backend in the set at that time.
-	Backends  []string `json:"backends"`
-	ErrorRate float64  `json:"error_rate"` // fail: default 1
-	Factor    float64  `json:"factor"`     // slow
-	Down      Duration `json:"down"`       // restart, rolling_restart
-	Every     Duration `json:"every"`      // rolling_restart
+	given given
 }
 
 // Duration is a time.Duration written in JSON as a string ("250ms", "1m").
@@ -159,6 +170,19 @@ func LoadScenario(path string) (*Scenario, error) {
 // ParseScenario decodes a JSON scenario (unknown fields are errors),
 // applies the defaults and validates it. Errors name the field at fault.
 func ParseScenario(r io.Reader) (*Scenario, error) {
+	sc, err := decodeScenario(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.withDefaults(); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// decodeScenario decodes a JSON scenario and records the fields it has,
+// without the defaults.
+func decodeScenario(r io.Reader) (*Scenario, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -172,9 +196,7 @@ func ParseScenario(r io.Reader) (*Scenario, error) {
 	if dec.More() {
 		return nil, errors.New("unexpected data after the scenario object")
 	}
-	if err := sc.withDefaults(); err != nil {
-		return nil, err
-	}
+	sc.markGiven(data)
 	return &sc, nil
 }
 
@@ -210,64 +232,40 @@ const (
 	maxBackends = 10_000
 	maxClients  = 1_000
 	maxKeys     = 10_000_000
-	maxRetries  = 7
 	maxRequests = 100_000_000
+	maxWorkers  = 100_000
 )
 
-// withDefaults fills the zero fields and validates every field.
+// withDefaults fills the missing fields and validates every field.
 func (sc *Scenario) withDefaults() error {
-	if sc.Seed == 0 {
+	if !sc.given.has("seed") && sc.Seed == 0 {
 		sc.Seed = 1
 	}
 	if sc.Duration <= 0 {
 		return fmt.Errorf("duration is %v; it must be > 0 (for example \"60s\")", sc.Duration.D())
 	}
-	if !(sc.Rate > 0) {
-		return fmt.Errorf("rate is %v; it must be > 0 requests per second", sc.Rate)
-	}
-	if n := sc.Rate * sc.Duration.D().Seconds(); n > maxRequests {
-		return fmt.Errorf("rate × duration is %.0f requests; at most %d", n, maxRequests)
-	}
-	if sc.Clients == 0 {
+	if !sc.given.has("clients") && sc.Clients == 0 {
 		sc.Clients = 10
 	}
-	if sc.Clients < 0 || sc.Clients > maxClients {
+	if sc.Clients < 1 || sc.Clients > maxClients {
 		return fmt.Errorf("clients is %d; it must be 1 to %d", sc.Clients, maxClients)
 	}
-	if sc.Retries == nil {
-		two := 2
-		sc.Retries = &two
-	}
-	if *sc.Retries < 0 || *sc.Retries > maxRetries {
-		return fmt.Errorf("retries is %d; it must be 0 to %d", *sc.Retries, maxRetries)
-	}
-	if sc.FailLatency == 0 {
-		sc.FailLatency = Duration(time.Millisecond)
-	}
-	if sc.FailLatency < 0 {
-		return fmt.Errorf("fail_latency is %v; it must be > 0", sc.FailLatency.D())
+	if err := sc.Load.withDefaults(sc); err != nil {
+		return err
 	}
 	if err := sc.Keys.withDefaults(); err != nil {
 		return err
 	}
-	if hc := sc.HealthCheck; hc != nil {
-		if hc.Interval <= 0 {
-			return fmt.Errorf("health_check.interval is %v; it must be > 0", hc.Interval.D())
-		}
-		if hc.UnhealthyAfter == 0 {
-			hc.UnhealthyAfter = 2
-		}
-		if hc.HealthyAfter == 0 {
-			hc.HealthyAfter = 1
-		}
-		if hc.UnhealthyAfter < 0 || hc.HealthyAfter < 0 {
-			return fmt.Errorf("health_check: unhealthy_after (%d) and healthy_after (%d) must be >= 1", hc.UnhealthyAfter, hc.HealthyAfter)
-		}
-	}
 	if err := sc.backendDefaults(); err != nil {
 		return err
 	}
+	if err := sc.lbDefaults(); err != nil {
+		return err
+	}
 	if len(sc.Strategies) == 0 {
+		if sc.given.has("strategies") {
+			return errors.New("strategies is empty; omit it for all of them")
+		}
 		sc.Strategies = slices.Clone(strategyNames)
 	}
 	for i, s := range sc.Strategies {
@@ -275,7 +273,7 @@ func (sc *Scenario) withDefaults() error {
 			return fmt.Errorf("strategies[%d]: %w", i, err)
 		}
 	}
-	if sc.SampleInterval == 0 {
+	if !sc.given.has("sample_interval") && sc.SampleInterval == 0 {
 		sc.SampleInterval = sc.Duration / 120
 	}
 	if sc.SampleInterval <= 0 || sc.Duration/sc.SampleInterval > 10_000 {
@@ -285,19 +283,69 @@ func (sc *Scenario) withDefaults() error {
 	return err
 }
 
+func (l *Load) withDefaults(sc *Scenario) error {
+	if !l.given.has("arrivals") && l.Arrivals == "" {
+		l.Arrivals = arrivalsPoisson
+	}
+	open := true
+	switch l.Arrivals {
+	case arrivalsPoisson, arrivalsPaced:
+	case arrivalsClosed:
+		open = false
+	default:
+		return fmt.Errorf("load.arrivals is %q; it must be %q, %q or %q", l.Arrivals, arrivalsPoisson, arrivalsPaced, arrivalsClosed)
+	}
+	if open {
+		if !(l.Rate > 0) {
+			return fmt.Errorf("load.rate is %v; an open loop (%s) needs a rate > 0 requests per second", l.Rate, l.Arrivals)
+		}
+		if n := l.Rate * sc.Duration.D().Seconds(); n > maxRequests {
+			return fmt.Errorf("load.rate × duration is %.0f requests; at most %d", n, maxRequests)
+		}
+		if l.Think != 0 {
+			return fmt.Errorf("load.think is %v; it is for a closed loop, not %s arrivals", l.Think.D(), l.Arrivals)
+		}
+	} else if l.Rate != 0 {
+		return fmt.Errorf("load.rate is %v; a closed loop has no rate (its workers send as fast as they are answered)", l.Rate)
+	}
+	switch {
+	case !open && l.Workers < 1, l.given.has("workers") && l.Workers < 1:
+		return fmt.Errorf("load.workers is %d; it must be 1 to %d (for an open loop, omit it for no cap)", l.Workers, maxWorkers)
+	case l.Workers < 0 || l.Workers > maxWorkers:
+		return fmt.Errorf("load.workers is %d; it must be 1 to %d", l.Workers, maxWorkers)
+	case l.Think < 0:
+		return fmt.Errorf("load.think is %v; it must be >= 0", l.Think.D())
+	case l.given.has("timeout") && l.Timeout <= 0, l.Timeout < 0:
+		return fmt.Errorf("load.timeout is %v; it must be > 0 (omit it for no deadline)", l.Timeout.D())
+	case l.Overhead < 0:
+		return fmt.Errorf("load.overhead is %v; it must be >= 0", l.Overhead.D())
+	}
+	if !l.given.has("method") && l.Method == "" {
+		l.Method = "GET"
+	}
+	if l.Method != "GET" && l.Method != "POST" {
+		return fmt.Errorf("load.method is %q; it must be \"GET\" or \"POST\"", l.Method)
+	}
+	return nil
+}
+
 func (k *Keys) withDefaults() error {
-	if k.Count == 0 {
+	if !k.given.has("count") && k.Count == 0 {
 		k.Count = 100_000
 	}
-	if k.Count < 0 || k.Count > maxKeys {
+	if k.Count < 1 || k.Count > maxKeys {
 		return fmt.Errorf("keys.count is %d; it must be 1 to %d", k.Count, maxKeys)
 	}
-	switch k.Dist {
-	case "":
+	if !k.given.has("dist") && k.Dist == "" {
 		k.Dist = "uniform"
+	}
+	switch k.Dist {
 	case "uniform":
+		if k.S != 0 {
+			return fmt.Errorf("keys.s is %v; it is for \"dist\": \"zipf\"", k.S)
+		}
 	case "zipf":
-		if k.S == 0 {
+		if !k.given.has("s") && k.S == 0 {
 			k.S = 1.1
 		}
 		if !(k.S > 1 && k.S <= 10) {
@@ -316,31 +364,34 @@ func (sc *Scenario) backendDefaults() error {
 	total, present := 0, 0
 	for i := range sc.Backends {
 		g := &sc.Backends[i]
-		if g.Count == 0 {
+		if !g.given.has("count") && g.Count == 0 {
 			g.Count = 1
 		}
-		if g.Weight == 0 {
+		if !g.given.has("weight") && g.Weight == 0 {
 			g.Weight = 1
 		}
-		if g.Sigma == 0 {
+		if !g.given.has("sigma") && g.Sigma == 0 {
 			g.Sigma = 0.5
 		}
-		if g.Slots == 0 {
+		if !g.given.has("slots") && g.Slots == 0 {
 			g.Slots = 8
 		}
+		if !g.given.has("max_queue") {
+			g.MaxQueue = -1
+		} else if g.MaxQueue < 0 {
+			return fmt.Errorf("backends[%d].max_queue is %d; it must be >= 0 (omit it for no bound)", i, g.MaxQueue)
+		}
 		switch {
-		case g.Count < 0:
+		case g.Count < 1:
 			return fmt.Errorf("backends[%d].count is %d; it must be >= 1", i, g.Count)
-		case g.Weight < 0 || g.Weight > 1<<20:
-			return fmt.Errorf("backends[%d].weight is %d; it must be 1 to %d (0 means 1)", i, g.Weight, 1<<20)
+		case g.Weight < 1 || g.Weight > 1<<20:
+			return fmt.Errorf("backends[%d].weight is %d; it must be 1 to %d", i, g.Weight, 1<<20)
 		case g.Median <= 0:
 			return fmt.Errorf("backends[%d].median is %v; it must be > 0 (for example \"10ms\")", i, g.Median.D())
 		case !(g.Sigma >= 0 && g.Sigma <= 3):
 			return fmt.Errorf("backends[%d].sigma is %v; it must be 0 to 3", i, g.Sigma)
-		case g.Slots < 0 || g.Slots > 1_000_000:
-			return fmt.Errorf("backends[%d].slots is %d; it must be 1 to 1000000 (0 means 8)", i, g.Slots)
-		case g.MaxQueue < 0:
-			return fmt.Errorf("backends[%d].max_queue is %d; it must be >= 0 (0 means unbounded)", i, g.MaxQueue)
+		case g.Slots < 1 || g.Slots > 1_000_000:
+			return fmt.Errorf("backends[%d].slots is %d; it must be 1 to 1000000", i, g.Slots)
 		}
 		total += g.Count
 		if total > maxBackends {
@@ -370,141 +421,11 @@ func (sc *Scenario) backendNames() []string {
 	return names
 }
 
-// timedEvent is one elementary event, after rolling restarts and restarts
-// are expanded, with the backend resolved to its index.
-type timedEvent struct {
-	at      time.Duration
-	kind    string // add, remove, fail, recover, slow, kill, start
-	backend int
-	rate    float64
-	factor  float64
-}
-
-// expandEvents validates the events and expands them into elementary
-// events sorted by time (stable: same-time events keep the file's order).
-// It replays the set's membership to reject adding a backend already in the
-// set, removing one that is not, or emptying the set.
-func (sc *Scenario) expandEvents() ([]timedEvent, error) {
-	names := sc.backendNames()
-	index := make(map[string]int, len(names))
-	for i, n := range names {
-		index[n] = i
-		index[n+":80"] = i
+// requestsHint is about how many requests a run releases (to size
+// buffers): exact for an open loop, a guess for a closed one.
+func (sc *Scenario) requestsHint() int {
+	if sc.Load.Arrivals != arrivalsClosed {
+		return int(sc.Load.Rate*sc.Duration.D().Seconds()*1.01) + 16
 	}
-	lookup := func(i int, field, name string) (int, error) {
-		b, ok := index[name]
-		if !ok {
-			return 0, fmt.Errorf("events[%d].%s: backend %q is not defined (the backends are %s to %s)", i, field, name, names[0], names[len(names)-1])
-		}
-		return b, nil
-	}
-	var out []timedEvent
-	for i := range sc.Events {
-		e := &sc.Events[i]
-		if e.At < 0 || e.At > sc.Duration {
-			return nil, fmt.Errorf("events[%d].at is %v; it must be within the duration (0 to %v)", i, e.At.D(), sc.Duration.D())
-		}
-		if !slices.Contains(eventKinds, e.Kind) {
-			return nil, fmt.Errorf("events[%d].kind is %q; it must be one of %s", i, e.Kind, strings.Join(eventKinds, ", "))
-		}
-		if e.Kind == evRollingRestart {
-			if e.Backend != "" {
-				return nil, fmt.Errorf("events[%d]: a rolling_restart takes \"backends\" (a list, empty for all), not \"backend\"", i)
-			}
-			if e.Every <= 0 || e.Down <= 0 {
-				return nil, fmt.Errorf("events[%d]: rolling_restart needs every > 0 and down > 0 (got every %v, down %v)", i, e.Every.D(), e.Down.D())
-			}
-			list := e.Backends
-			if len(list) == 0 {
-				list = nil
-				for j, g := 0, 0; g < len(sc.Backends); g++ {
-					for range sc.Backends[g].Count {
-						if !sc.Backends[g].Absent {
-							list = append(list, names[j])
-						}
-						j++
-					}
-				}
-			}
-			for k, name := range list {
-				b, err := lookup(i, fmt.Sprintf("backends[%d]", k), name)
-				if err != nil {
-					return nil, err
-				}
-				at := e.At.D() + time.Duration(k)*e.Every.D()
-				out = append(out, timedEvent{at: at, kind: evKill, backend: b}, timedEvent{at: at + e.Down.D(), kind: evStart, backend: b})
-			}
-			continue
-		}
-		if len(e.Backends) > 0 {
-			return nil, fmt.Errorf("events[%d]: \"backends\" is for rolling_restart; a %s takes one \"backend\"", i, e.Kind)
-		}
-		if e.Backend == "" {
-			return nil, fmt.Errorf("events[%d]: a %s event needs \"backend\"", i, e.Kind)
-		}
-		b, err := lookup(i, "backend", e.Backend)
-		if err != nil {
-			return nil, err
-		}
-		te := timedEvent{at: e.At.D(), kind: e.Kind, backend: b}
-		switch e.Kind {
-		case evFail:
-			if e.ErrorRate == 0 {
-				e.ErrorRate = 1
-			}
-			if !(e.ErrorRate > 0 && e.ErrorRate <= 1) {
-				return nil, fmt.Errorf("events[%d].error_rate is %v; it must be > 0 and <= 1", i, e.ErrorRate)
-			}
-			te.rate = e.ErrorRate
-		case evSlow:
-			if !(e.Factor > 0 && e.Factor <= 1e6) {
-				return nil, fmt.Errorf("events[%d].factor is %v; a slow event needs a factor > 0 (1 restores the normal speed)", i, e.Factor)
-			}
-			te.factor = e.Factor
-		case evRestart:
-			if e.Down <= 0 {
-				return nil, fmt.Errorf("events[%d].down is %v; a restart needs down > 0", i, e.Down.D())
-			}
-			out = append(out, timedEvent{at: te.at, kind: evKill, backend: b}, timedEvent{at: te.at + e.Down.D(), kind: evStart, backend: b})
-			continue
-		}
-		out = append(out, te)
-	}
-	slices.SortStableFunc(out, func(a, b timedEvent) int { return cmp.Compare(a.at, b.at) })
-	return out, sc.checkMembership(out, names)
-}
-
-// checkMembership replays add and remove events.
-func (sc *Scenario) checkMembership(evs []timedEvent, names []string) error {
-	in := make([]bool, len(names))
-	n, j := 0, 0
-	for _, g := range sc.Backends {
-		for range g.Count {
-			in[j] = !g.Absent
-			if in[j] {
-				n++
-			}
-			j++
-		}
-	}
-	for _, e := range evs {
-		switch e.kind {
-		case evAdd:
-			if in[e.backend] {
-				return fmt.Errorf("event at %v: add %s, which is already in the set", e.at, names[e.backend])
-			}
-			in[e.backend] = true
-			n++
-		case evRemove:
-			if !in[e.backend] {
-				return fmt.Errorf("event at %v: remove %s, which is not in the set", e.at, names[e.backend])
-			}
-			if n == 1 {
-				return fmt.Errorf("event at %v: remove %s would empty the set", e.at, names[e.backend])
-			}
-			in[e.backend] = false
-			n--
-		}
-	}
-	return nil
+	return min(sc.Clients*sc.Load.Workers*int(sc.Duration.D()/(10*time.Millisecond)), 1<<20) + 16
 }

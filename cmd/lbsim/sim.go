@@ -1,85 +1,44 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/go-lb/lb"
 )
 
 // The simulation: one goroutine, simulated time in nanoseconds, a heap of
-// events. Each client has its own lb.Balancer over the same endpoint set;
-// every request is picked by its client's Balancer (Pick, then PickNext for
-// retries) and reported with Pick.Done when its attempt ends, with the
-// attempt's simulated latency. Backends have Slots calls in service at
-// once and a FIFO queue for the rest.
-
-// errBackend is what Done is told when an attempt fails.
-var errBackend = errors.New("lbsim: backend failure")
+// events. Each client has its own lb.Balancer over the same endpoint set
+// (with the scenario's outlier detection and slow start, on a simulated
+// Clock), its own lb.Policy and its own lb health checker; see client.go
+// for how a request goes, backend.go for the backends, clock.go for lb's
+// timers.
 
 // event kinds
 const (
-	kArrival  uint8 = iota
-	kDone           // an attempt ends (fail or not)
-	kScenario       // a scenario event (id indexes the expanded events)
-	kHealth         // a health-check round
-	kSample         // end of a load sampling interval
+	kArrival  uint8 = iota // an open-loop request is released (id: request)
+	kWorker                // a closed-loop worker sends its next request (id: worker)
+	kReach                 // an attempt reaches its backend (id: attempt)
+	kAnswer                // the backend's answer reaches the client (id: attempt)
+	kPerTry                // an attempt's per-try timeout (id: attempt)
+	kBodyIdle              // a stalled body's idle timeout (id: attempt)
+	kHedge                 // a request's hedge timer (id: request)
+	kDeadline              // a request's deadline (id: request)
+	kScenario              // a scenario event (id indexes the expanded events)
+	kTimer                 // an lb Clock timer (id: timer)
+	kProbe                 // a simulated health probe ends (id: probe)
+	kSample                // end of a load sampling interval
 )
 
 type event struct {
-	t      int64
-	seq    uint64
-	id     int32 // request, or scenario event
-	gen    uint32
-	kind   uint8
-	fail   bool
-	served bool // the attempt held a slot (free it)
-}
-
-type simBackend struct {
-	name, addr      string
-	weight          int
-	median          time.Duration
-	sigma           float64
-	slots, maxQueue int
-
-	factor  float64 // service time multiplier (slow events)
-	errRate float64 // failing: probability an attempt fails
-	present bool    // in the endpoint set
-	down    bool    // process killed
-	healthy bool    // as the health check last decided
-	hcFails int
-	hcOKs   int
-
-	busy  int
-	queue []int32
-	qhead int
-
-	// load accounting
-	inflight     int     // in service + queued
-	lastT        int64   // last change of inflight
-	area         float64 // ∫ inflight dt since the last sample
-	totalArea    float64
-	picks        uint64
-	presentSince int64
-	presentTime  int64
-	everPresent  bool
-}
-
-type request struct {
-	arrival   int64
-	attemptAt int64
-	service   time.Duration // of the current attempt
-	z         float64
-	key       int32
-	client    int32
-	backend   int32
-	gen       uint32
-	state     uint8
-	pick      lb.Pick
-	tried     []*lb.Backend
+	t    int64
+	seq  uint64
+	id   int32
+	gen  uint32
+	kind uint8
 }
 
 type sim struct {
@@ -88,31 +47,44 @@ type sim struct {
 	builder  lb.Builder
 	keys     []string
 	events   []timedEvent
-	retries  int
-	failLat  int64
+	tmpl     *http.Request // what the Policy is asked about: the scenario's method, no body
+	perTry   time.Duration
+	bodyIdle time.Duration
 
 	now  int64
-	end  int64 // arrivals stop after this
+	end  int64 // releases stop here
+	stop int64 // the run stops here, finished or not
 	seq  uint64
 	heap []event
 
-	work      *workload
-	retryRand *rand.Rand
-	failRand  *rand.Rand
-	hcRand    *rand.Rand
+	work        *workload   // open loop
+	workerLoads []*workload // closed loop, one per worker
+	workersLeft int
+	retryRand   *rand.Rand
+	failRand    *rand.Rand
+	probeRand   *rand.Rand
 
-	backends []simBackend
-	byAddr   map[string]int32
-	clock    *simClock
-	bals     []*lb.Balancer
-	index    []map[*lb.Backend]int32 // per client
+	backends  []simBackend
+	byAddr    map[string]int32
+	clock     *simClock
+	clients   []*simClient
+	responses map[string]*http.Response
 
-	reqs []request
-	free []int32
+	reqs       []request
+	freeReqs   []int32
+	atts       []attempt
+	freeAtts   []int32
+	active     int // requests sent and not finished
+	released   bool
+	timers     []*simTimer
+	freeTimers []int32
+	probes     []chan struct{}
+	freeProbes []int32
+	hcStop     context.CancelFunc
 
 	res      *Result
 	lastKey  []int32 // backend of each key's last successful request, -1: none
-	probes   []string
+	probeKey []string
 	placed   []int32 // probe keys' placement after the last change
 	lastSet  []float64
 	samples  int
@@ -126,9 +98,9 @@ func Run(sc *Scenario, strategy string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
 	s.loop()
-	s.finish()
+	s.close()
+	s.finishRun()
 	s.res.Wall = time.Since(start)
 	return s.res, nil
 }
@@ -142,17 +114,28 @@ func newSim(sc *Scenario, strategy string) (*sim, error) {
 	if err != nil {
 		return nil, err
 	}
+	tmpl, err := http.NewRequest(sc.Load.Method, "http://svc.internal/", nil)
+	if err != nil {
+		return nil, err
+	}
 	s := &sim{
-		sc: sc, strategy: strategy, builder: b, events: evs,
+		sc: sc, strategy: strategy, builder: b, events: evs, tmpl: tmpl,
 		keys:      keyNames(sc.Keys.Count),
-		retries:   *sc.Retries,
-		failLat:   int64(sc.FailLatency),
 		end:       int64(sc.Duration),
-		work:      newWorkload(sc),
 		retryRand: newRand(sc.Seed, streamRetry),
 		failRand:  newRand(sc.Seed, streamFailure),
-		hcRand:    newRand(sc.Seed, streamHealth),
+		probeRand: newRand(sc.Seed, streamHealth),
 		byAddr:    map[string]int32{},
+		responses: map[string]*http.Response{},
+	}
+	s.stop = s.end + max(int64(sc.Duration), 2*int64(sc.Load.Timeout))
+	if sc.Load.Arrivals == arrivalsClosed {
+		for w := range sc.Clients * sc.Load.Workers {
+			s.workerLoads = append(s.workerLoads, newWorkerLoad(sc, w))
+		}
+		s.workersLeft = len(s.workerLoads)
+	} else {
+		s.work = newWorkload(sc)
 	}
 	names := sc.backendNames()
 	for _, g := range sc.Backends {
@@ -161,7 +144,7 @@ func newSim(sc *Scenario, strategy string) (*sim, error) {
 			s.backends = append(s.backends, simBackend{
 				name: names[i], addr: names[i] + ":80", weight: g.Weight,
 				median: g.Median.D(), sigma: g.Sigma, slots: g.Slots, maxQueue: g.MaxQueue,
-				factor: 1, present: !g.Absent, healthy: true, everPresent: !g.Absent,
+				factor: 1, present: !g.Absent, everPresent: !g.Absent,
 			})
 			s.byAddr[names[i]+":80"] = int32(i)
 		}
@@ -173,48 +156,90 @@ func newSim(sc *Scenario, strategy string) (*sim, error) {
 	for i := range s.lastKey {
 		s.lastKey[i] = -1
 	}
-	eps := s.endpoints()
-	s.clock = &simClock{s: s}
-	for range sc.Clients {
-		bal, err := lb.NewBalancer(b, lb.WithEndpoints(eps), lb.WithClock(s.clock))
-		if err != nil {
-			s.close()
-			return nil, fmt.Errorf("%s: %w", strategy, err)
-		}
-		s.bals = append(s.bals, bal)
-		s.index = append(s.index, map[*lb.Backend]int32{})
+	s.clock = newSimClock(s)
+	if err := s.startClients(); err != nil {
+		s.close()
+		return nil, fmt.Errorf("%s: %w", strategy, err)
 	}
 	if hashes(strategy) {
 		nProbe := min(sc.Keys.Count, probeKeys)
-		s.probes = make([]string, nProbe)
-		for i := range s.probes {
-			s.probes[i] = s.keys[int(int64(i)*int64(sc.Keys.Count)/int64(nProbe))]
+		s.probeKey = make([]string, nProbe)
+		for i := range s.probeKey {
+			s.probeKey[i] = s.keys[int(int64(i)*int64(sc.Keys.Count)/int64(nProbe))]
 		}
 	}
 	s.lastSet = s.availableShares()
-	if err := s.probe(); err != nil {
+	if err := s.placeKeys(); err != nil {
 		s.close()
 		return nil, err
 	}
 	return s, nil
 }
 
+// startClients makes every client's Balancer, Policy and health checker.
+func (s *sim) startClients() error {
+	eps := s.endpoints()
+	topts := s.sc.Transport.options()
+	bopts := append(s.sc.balancerOptions(), lb.WithEndpoints(eps), lb.WithClock(s.clock))
+	var hcCtx context.Context
+	hcCtx, s.hcStop = context.WithCancel(context.Background())
+	for ci := range s.sc.Clients {
+		bal, err := lb.NewBalancer(s.builder, bopts...)
+		if err != nil {
+			return err
+		}
+		pol, err := lb.NewPolicy(topts...)
+		if err != nil {
+			bal.Close()
+			return err
+		}
+		c := &simClient{bal: bal, pol: pol, index: map[*lb.Backend]int32{}, idle: s.sc.Load.Workers}
+		s.clients = append(s.clients, c)
+		if hc := s.sc.HealthCheck; hc != nil {
+			ci := int32(ci)
+			h, err := lb.StartHealthChecks(hcCtx, bal, hc.lbHealthCheck(func(_ context.Context, addr string) error {
+				return s.probe(ci, addr)
+			}))
+			if err != nil {
+				return err
+			}
+			c.hc = h
+		}
+	}
+	pol := s.clients[0].pol
+	s.perTry, s.bodyIdle = pol.PerTryTimeout(), pol.BodyIdleTimeout()
+	return nil
+}
+
 // probeKeys is how many keys of the key space are looked up to measure the
 // keys moved by a membership change.
 const probeKeys = 20_000
 
+// close ends the run: probes blocked in simulated time return, health
+// checkers and Balancers stop.
 func (s *sim) close() {
-	for _, b := range s.bals {
-		b.Close()
+	if s.hcStop != nil {
+		s.hcStop()
+	}
+	s.clock.end()
+	for _, c := range s.clients {
+		if c.hc != nil {
+			c.hc.Close()
+		}
+	}
+	for _, c := range s.clients {
+		c.bal.Close()
 	}
 }
 
-// endpoints returns the endpoint set: the backends present, in order.
+// endpoints returns the endpoint set: the backends present, in order. An
+// endpoint's hash name is the backend's name, so that keys are placed as
+// on the real fleet of the validation, whose addresses differ.
 func (s *sim) endpoints() []lb.Endpoint {
 	var eps []lb.Endpoint
 	for i := range s.backends {
 		if b := &s.backends[i]; b.present {
-			eps = append(eps, lb.Endpoint{Addr: b.addr, Weight: b.weight})
+			eps = append(eps, lb.Endpoint{Addr: b.addr, Weight: b.weight, HashKey: b.name})
 		}
 	}
 	return eps
@@ -269,31 +294,60 @@ func (s *sim) loop() {
 	for i, e := range s.events {
 		s.push(event{t: int64(e.at), kind: kScenario, id: int32(i)})
 	}
-	if hc := s.sc.HealthCheck; hc != nil {
-		s.push(event{t: int64(hc.Interval), kind: kHealth})
-	}
 	if s.nSamples > 1 {
 		s.push(event{t: int64(s.sc.SampleInterval), kind: kSample})
 	} else {
 		s.push(event{t: s.end, kind: kSample})
 	}
-	s.scheduleArrival()
+	if s.work != nil {
+		s.scheduleRelease()
+	} else {
+		for w := range s.workerLoads {
+			s.push(event{t: 0, kind: kWorker, id: int32(w)})
+		}
+	}
 	for len(s.heap) > 0 {
 		e := s.pop()
+		if e.t > s.stop || s.now >= s.end && s.samples >= s.nSamples && s.active == 0 && s.releasesDone() {
+			break
+		}
 		s.now = e.t
-		s.clock.runDue()
 		switch e.kind {
 		case kArrival:
-			s.arrive(e.id)
-		case kDone:
-			s.done(e)
+			s.scheduleRelease()
+			s.release(e.id)
+		case kWorker:
+			s.startWorker(e.id)
+		case kReach:
+			if a := &s.atts[e.id]; a.gen == e.gen && a.state == atWire {
+				s.arrive(e.id)
+			}
+		case kAnswer:
+			if a := &s.atts[e.id]; a.gen == e.gen {
+				s.answer(e.id)
+			}
+		case kPerTry:
+			if s.atts[e.id].gen == e.gen {
+				s.perTryTimeout(e.id)
+			}
+		case kBodyIdle:
+			if a := &s.atts[e.id]; a.gen == e.gen && a.state == atStalled {
+				s.bodyEnded(e.id, errStalled)
+			}
+		case kHedge:
+			if r := &s.reqs[e.id]; r.gen == e.gen && r.active {
+				s.hedgeTimer(e.id)
+			}
+		case kDeadline:
+			if r := &s.reqs[e.id]; r.gen == e.gen && r.active {
+				s.deadline(e.id)
+			}
 		case kScenario:
 			s.scenarioEvent(s.events[e.id])
-		case kHealth:
-			s.healthCheck()
-			if next := s.now + int64(s.sc.HealthCheck.Interval); next <= s.end {
-				s.push(event{t: next, kind: kHealth})
-			}
+		case kTimer:
+			s.clock.fire(e.id)
+		case kProbe:
+			s.wakeProbe(e.id)
 		case kSample:
 			s.sample()
 			switch {
@@ -304,33 +358,69 @@ func (s *sim) loop() {
 			}
 		}
 	}
+	s.now = max(s.now, s.end)
+	s.res.Unfinished = int64(s.active)
 }
 
-// scheduleArrival draws the next arrival and schedules it, unless it
-// falls after the end.
-func (s *sim) scheduleArrival() {
+// releasesDone reports whether no request will be released any more.
+func (s *sim) releasesDone() bool {
+	if s.work != nil {
+		return s.released
+	}
+	return s.workersLeft == 0
+}
+
+// scheduleRelease draws the next open-loop release and schedules it,
+// unless it falls after the end.
+func (s *sim) scheduleRelease() {
 	a := s.work.next()
 	if int64(a.at) > s.end {
+		s.released = true
 		return
 	}
 	id := s.newRequest()
 	r := &s.reqs[id]
-	r.arrival, r.key, r.client, r.z = int64(a.at), a.key, a.client, a.z
+	r.release, r.key, r.client, r.z, r.worker = int64(a.at), a.key, a.client, a.z, -1
 	s.push(event{t: int64(a.at), kind: kArrival, id: id})
 }
 
 func (s *sim) newRequest() int32 {
-	if n := len(s.free); n > 0 {
-		id := s.free[n-1]
-		s.free = s.free[:n-1]
+	if n := len(s.freeReqs); n > 0 {
+		id := s.freeReqs[n-1]
+		s.freeReqs = s.freeReqs[:n-1]
 		return id
 	}
-	s.reqs = append(s.reqs, request{tried: make([]*lb.Backend, 0, s.retries+1)})
+	s.reqs = append(s.reqs, request{body: -1, worker: -1})
 	return int32(len(s.reqs) - 1)
 }
 
-func (s *sim) arrive(id int32) {
-	s.scheduleArrival()
-	s.res.Requests++
-	s.attempt(id)
+func (s *sim) newAttempt() int32 {
+	if n := len(s.freeAtts); n > 0 {
+		id := s.freeAtts[n-1]
+		s.freeAtts = s.freeAtts[:n-1]
+		return id
+	}
+	s.atts = append(s.atts, attempt{hereIdx: -1})
+	return int32(len(s.atts) - 1)
+}
+
+// freeAttempt returns an attempt that is done at the client and at its
+// backend.
+func (s *sim) freeAttempt(aid int32) {
+	a := &s.atts[aid]
+	gen := a.gen + 1
+	*a = attempt{gen: gen, hereIdx: -1}
+	s.freeAtts = append(s.freeAtts, aid)
+}
+
+// keyServed records which backend served a successful request of key k,
+// for the affinity figure.
+func (s *sim) keyServed(k, backend int32) {
+	if last := s.lastKey[k]; last >= 0 {
+		s.res.keyRepeats++
+		if last == backend {
+			s.res.keySame++
+		}
+	}
+	s.lastKey[k] = backend
 }

@@ -10,19 +10,19 @@ import (
 )
 
 // testScenario returns a validated scenario of n equal backends (8 slots,
-// 10ms median) at about 40% of their capacity, with no retries.
+// 10ms median) at about 40% of their capacity (Poisson), with one attempt
+// per request (no retries).
 func testScenario(t *testing.T, n int, mod func(*Scenario)) *Scenario {
 	t.Helper()
-	zero := 0
 	sc := &Scenario{
-		Name:     "test",
-		Seed:     7,
-		Duration: Duration(2 * time.Second),
-		Rate:     300 * float64(n),
-		Clients:  2,
-		Retries:  &zero,
-		Keys:     Keys{Count: 10_000},
-		Backends: []BackendGroup{{Count: n, Median: Duration(10 * time.Millisecond), Sigma: 0.5, Slots: 8}},
+		Name:      "test",
+		Seed:      7,
+		Duration:  Duration(2 * time.Second),
+		Load:      Load{Rate: 300 * float64(n)},
+		Clients:   2,
+		Transport: TransportConfig{MaxAttempts: 1},
+		Keys:      Keys{Count: 10_000},
+		Backends:  []BackendGroup{{Count: n, Median: Duration(10 * time.Millisecond), Sigma: 0.5, Slots: 8}},
 	}
 	if mod != nil {
 		mod(sc)
@@ -58,7 +58,7 @@ func TestWorkloadStatistics(t *testing.T) {
 	t.Parallel()
 	const n = 200_000
 	sc := testScenario(t, 3, func(sc *Scenario) {
-		sc.Rate = 1000
+		sc.Load.Rate = 1000
 		sc.Clients = 4
 		sc.Keys = Keys{Count: 1000, Dist: "zipf", S: 1.5}
 	})
@@ -91,6 +91,25 @@ func TestWorkloadStatistics(t *testing.T) {
 		want := math.Pow(float64(k+1), -1.5) / h
 		assert.InEpsilon(t, want*n, keys[k], 0.05, "key %d", k)
 	}
+}
+
+// Paced releases are exactly 1/rate apart; a closed-loop worker's
+// requests come from a stream of its own.
+func TestPacedAndWorkerLoads(t *testing.T) {
+	t.Parallel()
+	sc := testScenario(t, 3, func(sc *Scenario) { sc.Load.Arrivals, sc.Load.Rate = arrivalsPaced, 250 })
+	w := newWorkload(sc)
+	for i := 1; i <= 1000; i++ {
+		assert.Equal(t, time.Duration(i)*4*time.Millisecond, w.next().at)
+	}
+	a, b := newWorkerLoad(sc, 0), newWorkerLoad(sc, 1)
+	ka, za := a.request()
+	kb, zb := b.request()
+	assert.False(t, ka == kb && za == zb, "two workers, two streams")
+	again := newWorkerLoad(sc, 0)
+	k, z := again.request()
+	assert.Equal(t, ka, k)
+	assert.Equal(t, za, z, "a worker's stream repeats from the seed")
 }
 
 func TestServiceTime(t *testing.T) {

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Validation holds lbsim's predictions against the real thing: each
+// scenario of scenarios/validate runs in lbsim and on a real loopback
+// fleet through lb's real Transport (RunReal), and the figures that do not
+// depend on the machine's speed (each backend's share of attempts, the
+// requests that failed, the retries, the ejections) must agree within the
+// tolerances below; latencies are only printed side by side (`lbsim
+// -validate`), since the real ones depend on the machine.
+
+// Tolerances of the validation.
+const (
+	// shareTolerance is the least tolerance on a backend's share of the
+	// attempts. The tolerance is larger when one run's share varies more:
+	// 3 times the larger of its standard error as a proportion of the
+	// real run's attempts and its standard deviation over lbsim's seeds
+	// (which is large where chance decides, such as which backend a client
+	// ejects last when the whole fleet is down).
+	shareTolerance = 0.02
+	// countTolerance and countRelTolerance bound a count's difference
+	// (failed, retried, ejected): within 5, or within 50% of the real
+	// count.
+	countTolerance    = 5
+	countRelTolerance = 0.5
+)
+
+// simSeeds is how many seeds lbsim's side of a validation averages over.
+const simSeeds = 10
+
+// Figures is what a validation compares of one run (lbsim's: the mean
+// over simSeeds seeds).
+type Figures struct {
+	Requests, Attempts                  float64
+	Failed, Retried, Ejected, Hedged    float64
+	Shares                              []float64   // over all runs
+	RunShares                           [][]float64 // each run's
+	P50, P99                            time.Duration
+	PerTryTimeouts, BodyStalls, Denied  float64
+	Errors, StatusFailures, BodyFailure float64
+}
+
+// Comparison is one scenario and strategy, in lbsim and for real.
+type Comparison struct {
+	Scenario  string
+	Strategy  string
+	Backends  []string
+	Focus     int     // the backend the scenario is about (its first event's, or its slowest)
+	Alike     [][]int // classes of backends that nothing tells apart
+	Sim, Real Figures
+	Overhead  time.Duration // lbsim's client overhead (calibrated, unless the scenario gives it)
+	Lag       time.Duration // the real run's longest stall (see watchLag)
+	Tries     int           // real runs made
+	Disturbed string        // not empty: no real run kept the scenario's timing
+	Notes     []string      // what went wrong on the real fleet, if anything
+}
+
+func figuresOf(rs []*Result) Figures {
+	var f Figures
+	n := float64(len(rs))
+	var picks []float64
+	var lat []int64
+	for _, r := range rs {
+		f.Requests += float64(r.Requests) / n
+		f.Attempts += float64(r.Attempts) / n
+		f.Failed += float64(r.Failed()) / n
+		f.Errors += float64(r.Errors) / n
+		f.StatusFailures += float64(r.StatusFailures) / n
+		f.BodyFailure += float64(r.BodyFailures) / n
+		f.Retried += float64(r.Retries) / n
+		f.Ejected += float64(r.Ejections) / n
+		f.Hedged += float64(r.Hedges) / n
+		f.PerTryTimeouts += float64(r.PerTryTimeouts) / n
+		f.BodyStalls += float64(r.BodyStalls) / n
+		f.Denied += float64(r.RetriesDenied) / n
+		if picks == nil {
+			picks = make([]float64, len(r.Picks))
+		}
+		one := make([]float64, len(r.Picks))
+		for i, p := range r.Picks {
+			picks[i] += float64(p)
+			one[i] = r.Share(i)
+		}
+		f.RunShares = append(f.RunShares, one)
+		lat = append(lat, r.lat...)
+	}
+	var total float64
+	for _, p := range picks {
+		total += p
+	}
+	f.Shares = make([]float64, len(picks))
+	for i, p := range picks {
+		if total > 0 {
+			f.Shares[i] = p / total
+		}
+	}
+	slices.Sort(lat)
+	pooled := &Result{lat: lat}
+	f.P50, f.P99 = pooled.Quantile(0.5), pooled.Quantile(0.99)
+	return f
+}
+
+// Validate runs sc with each of its strategies on a real fleet and in
+// lbsim (over simSeeds seeds), and returns the comparisons. Unless the
+// scenario gives the client's overhead (load.overhead), lbsim's is
+// calibrated on the real run: the median time to headers of the real
+// successful attempts on the fastest backends, less their service time's
+// median. It is what this machine's client, kernel and servers add to
+// each call, which load-aware strategies see.
+func Validate(sc *Scenario) ([]Comparison, error) {
+	var out []Comparison
+	for _, strategy := range sc.Strategies {
+		c, err := ValidateOne(sc, strategy)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// maxRealTries bounds the real runs tried for one comparison.
+const maxRealTries = 3
+
+// maxLag is the longest a real run of sc may leave its fleet without a
+// CPU (watchLag) and still count: a quarter of the shortest time that
+// decides an outcome (a timeout, a hedge's delay, an ejection, a health
+// check's interval, a flap). Past it, the machine, not lb, decided what
+// the timers did. It is at least 2 ms, and at most 250 ms.
+func (sc *Scenario) maxLag() time.Duration {
+	shortest := sc.Duration.D()
+	consider := func(d time.Duration) {
+		if d > 0 {
+			shortest = min(shortest, d)
+		}
+	}
+	consider(sc.Load.Timeout.D())
+	consider(sc.Load.Think.D())
+	t := &sc.Transport
+	consider(t.PerTryTimeout.D())
+	consider(t.BodyIdleTimeout.D())
+	if h := t.Hedging; h != nil {
+		consider(h.Delay.D())
+		consider(h.MinDelay.D())
+	}
+	if o := sc.OutlierDetection; o != nil {
+		consider(o.BaseEjectionTime.D())
+		consider(o.Interval.D())
+	}
+	if s := sc.SlowStart; s != nil {
+		consider(s.Window.D())
+	}
+	if h := sc.HealthCheck; h != nil {
+		consider(h.Interval.D())
+		consider(h.UnhealthyInterval.D())
+		consider(h.timeout())
+	}
+	for i := range sc.Events {
+		e := &sc.Events[i]
+		consider(e.Down.D())
+		consider(e.Up.D())
+		consider(e.Every.D())
+	}
+	return min(max(shortest/4, 2*time.Millisecond), 250*time.Millisecond)
+}
+
+// ValidateOne is Validate for one strategy.
+func ValidateOne(sc *Scenario, strategy string) (Comparison, error) {
+	real, tries, err := RunRealSteady(sc, strategy)
+	if err != nil {
+		return Comparison{}, err
+	}
+	return Compare(sc, strategy, real, tries)
+}
+
+// RunRealSteady is RunReal, again while the machine disturbs the run (see
+// maxLag), up to maxRealTries times. It returns the least disturbed run
+// and the number of runs made.
+func RunRealSteady(sc *Scenario, strategy string) (*Result, int, error) {
+	var real *Result
+	tries := 0
+	for tries < maxRealTries {
+		tries++
+		r, err := RunReal(sc, strategy)
+		if err != nil {
+			return nil, tries, fmt.Errorf("%s, %s, real fleet: %w", sc.Name, strategy, err)
+		}
+		if real == nil || r.lag < real.lag {
+			real = r
+		}
+		if r.lag <= sc.maxLag() {
+			break
+		}
+	}
+	return real, tries, nil
+}
+
+// Compare runs sc with strategy in lbsim over simSeeds seeds and holds it
+// against real, a real run of it (tries: the real runs made).
+func Compare(sc *Scenario, strategy string, real *Result, tries int) (Comparison, error) {
+	sim := *sc
+	if !sc.Load.given.has("overhead") && len(real.overheads) > 0 {
+		slices.Sort(real.overheads)
+		sim.Load.Overhead = Duration(max(real.overheads[len(real.overheads)/2], 0))
+	}
+	var sims []*Result
+	for k := range simSeeds {
+		s := sim
+		s.Seed = sc.Seed + uint64(k)
+		r, err := Run(&s, strategy)
+		if err != nil {
+			return Comparison{}, err
+		}
+		sims = append(sims, r)
+	}
+	c := Comparison{Scenario: sc.Name, Strategy: strategy, Backends: real.Backends, Focus: sc.focus(), Alike: sc.alike(),
+		Sim: figuresOf(sims), Real: figuresOf([]*Result{real}), Overhead: sim.Load.Overhead.D(), Lag: real.lag, Tries: tries}
+	if real.lag > sc.maxLag() {
+		c.Disturbed = fmt.Sprintf("the machine left the real fleet without a CPU for up to %v in each of %d runs (the scenario's timing needs under %v)", real.lag.Round(time.Millisecond), tries, sc.maxLag())
+	}
+	for _, e := range real.realErrors {
+		c.Notes = append(c.Notes, e.Error())
+	}
+	return c, nil
+}
+
+// focus is the backend a scenario is about: the first one its events
+// name, or else its slowest.
+func (sc *Scenario) focus() int {
+	evs, _ := sc.expandEvents()
+	if len(evs) > 0 {
+		return evs[0].backend
+	}
+	best, i := 0, 0
+	var slowest time.Duration
+	for _, g := range sc.Backends {
+		if g.Median.D() > slowest {
+			slowest, best = g.Median.D(), i
+		}
+		i += g.Count
+	}
+	return best
+}
+
+// alike returns the classes of backends that nothing tells apart: of the
+// same group, and named by the same events. Which of them a client ejects
+// first, say, is chance, so their shares are compared as a set.
+func (sc *Scenario) alike() [][]int {
+	evs, _ := sc.expandEvents()
+	keys := map[string][]int{}
+	var order []string
+	i := 0
+	for gi, g := range sc.Backends {
+		for range g.Count {
+			var k strings.Builder
+			fmt.Fprintf(&k, "g%d", gi)
+			for _, e := range evs {
+				if e.backend == i {
+					fmt.Fprintf(&k, "|%v %s %v", e.at, e.kind, e.factor)
+					if e.fault != nil {
+						fmt.Fprintf(&k, " %+v", *e.fault)
+					}
+				}
+			}
+			if keys[k.String()] == nil {
+				order = append(order, k.String())
+			}
+			keys[k.String()] = append(keys[k.String()], i)
+			i++
+		}
+	}
+	out := make([][]int, len(order))
+	for j, k := range order {
+		out[j] = keys[k]
+	}
+	return out
+}
+
+// matched returns the shares to compare, lbsim's (the mean over its
+// runs, with their standard deviation) and the real ones, with their
+// labels: each backend's, except that within a class of alike backends
+// each run's shares are taken in decreasing order ("b00-b03 #1" is the
+// largest of them).
+func (c Comparison) matched() (sim, sd, real []float64, labels []string) {
+	for _, class := range c.Alike {
+		sims := make([][]float64, len(c.Sim.RunShares))
+		for j, run := range c.Sim.RunShares {
+			sims[j] = sortedShares(run, class)
+		}
+		r := sortedShares(c.Real.RunShares[0], class)
+		for k := range class {
+			label := c.Backends[class[k]]
+			if len(class) > 1 {
+				label = fmt.Sprintf("%s-%s #%d", c.Backends[class[0]], c.Backends[class[len(class)-1]], k+1)
+			}
+			var mean, sq float64
+			for _, run := range sims {
+				mean += run[k] / float64(len(sims))
+			}
+			for _, run := range sims {
+				sq += (run[k] - mean) * (run[k] - mean)
+			}
+			sim, sd = append(sim, mean), append(sd, math.Sqrt(sq/float64(max(len(sims)-1, 1))))
+			real, labels = append(real, r[k]), append(labels, label)
+		}
+	}
+	return sim, sd, real, labels
+}
+
+// sortedShares returns the shares of the backends of a class, largest
+// first (in the class's order when it has one backend).
+func sortedShares(shares []float64, class []int) []float64 {
+	out := make([]float64, len(class))
+	for k, i := range class {
+		out[k] = shares[i]
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out
+}
+
+// Check returns how the comparison breaks the tolerances (nothing when it
+// holds).
+func (c Comparison) Check() []string {
+	var bad []string
+	sim, sd, real, labels := c.matched()
+	for i := range real {
+		tol := c.shareTolerance(real[i], sd[i])
+		if d := math.Abs(sim[i] - real[i]); d > tol {
+			bad = append(bad, fmt.Sprintf("%s's share: lbsim %.1f%%, real %.1f%% (tolerance ±%.1f points)", labels[i], 100*sim[i], 100*real[i], 100*tol))
+		}
+	}
+	for _, x := range []struct {
+		what      string
+		sim, real float64
+	}{{"failed", c.Sim.Failed, c.Real.Failed}, {"retried", c.Sim.Retried, c.Real.Retried}, {"ejected", c.Sim.Ejected, c.Real.Ejected}} {
+		if d := math.Abs(x.sim - x.real); d > countTolerance && d > countRelTolerance*x.real {
+			bad = append(bad, fmt.Sprintf("%s: lbsim %.1f, real %.0f (tolerance ±%d or ±%.0f%%)", x.what, x.sim, x.real, countTolerance, 100*countRelTolerance))
+		}
+	}
+	return bad
+}
+
+// shareTolerance is the tolerance on a real share p, whose lbsim runs
+// vary with standard deviation sd (see shareTolerance).
+func (c Comparison) shareTolerance(p, sd float64) float64 {
+	se := 0.0
+	if n := c.Real.Attempts; n > 0 {
+		se = math.Sqrt(p * (1 - p) / n)
+	}
+	return max(shareTolerance, 3*max(se, sd))
+}
+
+// WriteComparisons writes the side-by-side table: each cell is lbsim's
+// figure, then the real one.
+func WriteComparisons(w io.Writer, cs []Comparison) {
+	fmt.Fprintln(w, "| scenario | strategy | requests | focus backend's share | largest share gap | failed | retried | ejected | hedges | p50 | p99 | within tolerance |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, c := range cs {
+		gap := 0.0
+		sim, _, real, _ := c.matched()
+		for i := range real {
+			gap = max(gap, math.Abs(sim[i]-real[i]))
+		}
+		ok := "yes"
+		if bad := c.Check(); len(bad) > 0 {
+			ok = "**no**: " + strings.Join(bad, "; ")
+		}
+		if len(c.Notes) > 0 {
+			ok += " (real fleet: " + strings.Join(c.Notes, "; ") + ")"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s: %s / %s | %.1f pt | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n",
+			c.Scenario, c.Strategy, pair(c.Sim.Requests, c.Real.Requests),
+			c.Backends[c.Focus], pct(c.Sim.Shares[c.Focus]), pct(c.Real.Shares[c.Focus]), 100*gap,
+			pair(c.Sim.Failed, c.Real.Failed), pair(c.Sim.Retried, c.Real.Retried), pair(c.Sim.Ejected, c.Real.Ejected),
+			pair(c.Sim.Hedged, c.Real.Hedged), ms(c.Sim.P50), ms(c.Real.P50), ms(c.Sim.P99), ms(c.Real.P99), ok)
+	}
+}
+
+func pair(sim, real float64) string {
+	return fmt.Sprintf("%s / %.0f", trimFloat(sim), real)
+}
+
+// trimFloat writes a mean count: whole when it is, else with one decimal.
+func trimFloat(v float64) string {
+	if v == math.Trunc(v) {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// validationScenarios loads the scenarios of a directory (or one file).
+func validationScenarios(path string) ([]*Scenario, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{path}
+	if st.IsDir() {
+		if files, err = filepath.Glob(filepath.Join(path, "*.json")); err != nil {
+			return nil, err
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("%s: no scenario (*.json)", path)
+		}
+	}
+	var out []*Scenario
+	for _, f := range files {
+		sc, err := LoadScenario(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
