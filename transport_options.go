@@ -26,6 +26,8 @@ type transportOptions struct {
 	budget        RetryBudget
 	log           *slog.Logger
 	tlsConfig     *tls.Config
+	protocols     Protocols
+	protocolsSet  bool
 	maxIdle       int
 	idleSet       bool // WithMaxIdleConnsPerBackend was given
 	hosts         []string
