@@ -160,7 +160,9 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		timers:   map[*Backend]Timer{},
 		closedCh: make(chan struct{}),
 	}
-	if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
+	if lt, ok := b.(TotalLoadBuilder); ok {
+		bal.group.track = lt.NeedsTotalLoad()
+	} else if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
 		bal.group.track = lt.needsTotalLoad()
 	}
 	bal.snap.Store(&snapshot{err: fmt.Errorf("%w: the balancer has no endpoints yet", ErrNoEndpoints)})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -146,7 +147,7 @@ func TestTransportResendsUnreadBody(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, resp.Body.Close())
 		assert.Equal(t, payload, string(<-b.bodies), "the whole body arrived")
-		trWaitFor(t, 5*time.Second, func() bool { return body.closed.Load() > 0 }, "the body is closed")
+		require.Eventually(t, func() bool { return body.closed.Load() > 0 }, 5*time.Second, time.Millisecond, "the body is closed")
 		assert.EqualValues(t, 1, body.closed.Load(), "once")
 	}
 	assert.Positive(t, tr.Stats().Retries, "requests picked on the dead backend were resent")
@@ -259,7 +260,7 @@ func TestTransportReplaysBody(t *testing.T) {
 	assert.ErrorIs(t, err, lb.ErrMaybeExecuted)
 	assert.Contains(t, err.Error(), "not replayable")
 	assert.EqualValues(t, 1, tr.Stats().Retries)
-	trWaitFor(t, 5*time.Second, func() bool { return body.closed.Load() > 0 }, "the body is closed")
+	require.Eventually(t, func() bool { return body.closed.Load() > 0 }, 5*time.Second, time.Millisecond, "the body is closed")
 }
 
 func TestTransportFailureStatus(t *testing.T) {
@@ -387,9 +388,9 @@ func TestTransportContextEndsRetries(t *testing.T) {
 				done <- err
 			}()
 			if tt.cancel {
-				trWaitFor(t, 5*time.Second, func() bool {
+				require.Eventually(t, func() bool {
 					return bs[0].active.Load()+bs[1].active.Load()+bs[2].active.Load() == 1
-				}, "the request reaches a backend")
+				}, 5*time.Second, time.Millisecond, "the request reaches a backend")
 				cancel()
 			}
 			var rerr error
@@ -427,9 +428,9 @@ func TestTransportBadInput(t *testing.T) {
 		}{
 			{"nil balancer", nil, nil, "needs a Balancer"},
 			{"zero attempts", bal, []lb.TransportOption{lb.WithMaxAttempts(0)}, "WithMaxAttempts(0)"},
-			{"negative ratio", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{Ratio: -1})}, "Ratio is -1"},
+			{"NaN ratio", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{Ratio: math.NaN()})}, "Ratio is NaN"},
 			{"short window", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{Window: time.Millisecond})}, "from 1s to 1h"},
-			{"negative floor", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{MinPerSecond: -1})}, "MinPerSecond is -1"},
+			{"huge floor", bal, []lb.TransportOption{lb.WithRetryBudget(lb.RetryBudget{MinPerSecond: math.MaxInt})}, "MinPerSecond is"},
 			{"zero idle", bal, []lb.TransportOption{lb.WithMaxIdleConnsPerBackend(0)}, "WithMaxIdleConnsPerBackend(0)"},
 			{"base and TLS", bal, []lb.TransportOption{lb.WithBase(http.DefaultTransport), lb.WithTLSClientConfig(nil), lb.WithMaxIdleConnsPerBackend(4)}, "WithBase"},
 		}
@@ -607,7 +608,7 @@ func TestTransportContract(t *testing.T) {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					require.NoError(t, resp.Body.Close())
 				}
-				trWaitFor(t, 5*time.Second, func() bool { return body.closed.Load() > 0 }, "the request body is closed")
+				require.Eventually(t, func() bool { return body.closed.Load() > 0 }, 5*time.Second, time.Millisecond, "the request body is closed")
 				if tt.noGetBody {
 					assert.EqualValues(t, 1, body.closed.Load(), "closed once")
 				}

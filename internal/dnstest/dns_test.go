@@ -233,7 +233,7 @@ func (r *dnsRecorder) lastAddrs() []string {
 func (s *dnsServer) waitQueries(t *testing.T, n int64) {
 	t.Helper()
 	target := s.queries.Load() + n
-	rsvWaitFor(t, fmt.Sprintf("%d more DNS queries", n), func() bool { return s.queries.Load() >= target })
+	require.Eventually(t, func() bool { return s.queries.Load() >= target }, 20*time.Second, time.Millisecond, fmt.Sprintf("%d more DNS queries", n))
 }
 
 const fastRefresh = 20 * time.Millisecond
@@ -263,7 +263,7 @@ func TestDNSAddrRecords(t *testing.T) {
 			t.Parallel()
 			tt.give.Resolver = srv.resolver()
 			rec := watchDNS(t, tt.give)
-			rsvWaitFor(t, "a set", func() bool { return rec.count() > 0 })
+			require.Eventually(t, func() bool { return rec.count() > 0 }, 20*time.Second, time.Millisecond, "a set")
 			assert.Equal(t, tt.want, rec.lastAddrs())
 			require.ErrorIs(t, rec.stop(), context.Canceled)
 			assert.Equal(t, 1, rec.count())
@@ -279,21 +279,21 @@ func TestDNSSRVWeightsAndPriorities(t *testing.T) {
 		"_api._tcp.svc.test. 60 IN SRV 10 40 8081 b.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 20 10 8080 backup.svc.test.")
 	rec := watchDNS(t, lb.DNS{SRV: "_api._tcp.svc.test.", Resolver: srv.resolver(), Refresh: fastRefresh})
-	rsvWaitFor(t, "a set", func() bool { return rec.count() > 0 })
+	require.Eventually(t, func() bool { return rec.count() > 0 }, 20*time.Second, time.Millisecond, "a set")
 	assert.Equal(t, []lb.Endpoint{{Addr: "a.svc.test.:8080", Weight: 3}, {Addr: "b.svc.test.:8081", Weight: 2}}, rec.last())
 
 	// The whole first priority goes: the fallback takes over.
 	srv.set("_api._tcp.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 20 10 8080 backup.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 30 0 8080 last.svc.test.")
-	rsvWaitFor(t, "the fallback priority", func() bool { return rec.count() == 2 })
+	require.Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "the fallback priority")
 	assert.Equal(t, []lb.Endpoint{{Addr: "backup.svc.test.:8080", Weight: 1}}, rec.last())
 
 	// A balancer over these weights splits traffic 3:2.
 	srv.set("_api._tcp.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 0 300 1 a.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 0 200 1 b.svc.test.")
-	rsvWaitFor(t, "new weights", func() bool { return rec.count() == 3 })
+	require.Eventually(t, func() bool { return rec.count() == 3 }, 20*time.Second, time.Millisecond, "new weights")
 	p, err := lb.WeightedRoundRobin{Stripes: 1}.New(rec.last())
 	require.NoError(t, err)
 	counts := map[string]int{}
@@ -310,7 +310,7 @@ func TestDNSRecordsChangeBetweenRefreshes(t *testing.T) {
 	srv := startDNSServer(t)
 	srv.set("web.test.", "web.test. 1 IN A 10.0.0.1")
 	rec := watchDNS(t, lb.DNS{Addr: "web.test.:80", Network: "ip4", Resolver: srv.resolver(), Refresh: fastRefresh})
-	rsvWaitFor(t, "a set", func() bool { return rec.count() == 1 })
+	require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
 	assert.Equal(t, []string{"10.0.0.1:80"}, rec.lastAddrs())
 
 	// Unchanged answers are not reported again.
@@ -318,11 +318,11 @@ func TestDNSRecordsChangeBetweenRefreshes(t *testing.T) {
 	assert.Equal(t, 1, rec.count())
 
 	srv.set("web.test.", "web.test. 1 IN A 10.0.0.1", "web.test. 1 IN A 10.0.0.3")
-	rsvWaitFor(t, "a grown set", func() bool { return rec.count() == 2 })
+	require.Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "a grown set")
 	assert.Equal(t, []string{"10.0.0.1:80", "10.0.0.3:80"}, rec.lastAddrs())
 
 	srv.set("web.test.", "web.test. 1 IN A 10.0.0.3")
-	rsvWaitFor(t, "a shrunk set", func() bool { return rec.count() == 3 })
+	require.Eventually(t, func() bool { return rec.count() == 3 }, 20*time.Second, time.Millisecond, "a shrunk set")
 	assert.Equal(t, []string{"10.0.0.3:80"}, rec.lastAddrs())
 	srv.waitQueries(t, 5)
 	assert.Equal(t, 3, rec.count())
@@ -357,7 +357,7 @@ func TestDNSFailuresKeepTheLastSet(t *testing.T) {
 					s.set(name, name+" 1 IN A 10.0.0.1", name+" 1 IN AAAA 2001:db8::1")
 				}
 				rec := watchDNS(t, d)
-				rsvWaitFor(t, "a set", func() bool { return rec.count() == 1 })
+				require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
 				want := rec.last()
 				require.Len(t, want, map[bool]int{false: 2, true: 1}[srvMode])
 
@@ -372,12 +372,12 @@ func TestDNSFailuresKeepTheLastSet(t *testing.T) {
 				} else {
 					s.set(name, name+" 1 IN A 10.0.0.2")
 				}
-				rsvWaitFor(t, "the recovered set", func() bool { return rec.count() == 2 })
+				require.Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "the recovered set")
 				assert.Len(t, rec.last(), 1)
 
 				// NXDOMAIN is authoritative: the set empties.
 				s.set(name)
-				rsvWaitFor(t, "the empty set", func() bool { return rec.count() == 3 })
+				require.Eventually(t, func() bool { return rec.count() == 3 }, 20*time.Second, time.Millisecond, "the empty set")
 				assert.Empty(t, rec.last())
 				assert.NotNil(t, rec.last(), "an empty set is reported as an empty slice")
 			})
@@ -391,7 +391,7 @@ func TestDNSOneFamilyFailingKeepsTheSet(t *testing.T) {
 	s := startDNSServer(t)
 	s.set("dual.test.", "dual.test. 1 IN A 10.0.0.1", "dual.test. 1 IN AAAA 2001:db8::1")
 	rec := watchDNS(t, lb.DNS{Addr: "dual.test.:80", Resolver: s.resolver(), Refresh: fastRefresh, Timeout: 100 * time.Millisecond})
-	rsvWaitFor(t, "a set", func() bool { return rec.count() == 1 })
+	require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
 	require.Len(t, rec.last(), 2)
 
 	s.mu.Lock()
@@ -407,9 +407,10 @@ func TestDNSNoDataEmptiesTheSet(t *testing.T) {
 	s := startDNSServer(t)
 	s.set("x.test.", "x.test. 1 IN A 10.0.0.1")
 	rec := watchDNS(t, lb.DNS{Addr: "x.test.:80", Resolver: s.resolver(), Refresh: fastRefresh})
-	rsvWaitFor(t, "a set", func() bool { return rec.count() == 1 })
-	s.set("x.test.", "x.test. 1 IN TXT \"no addresses\"") // the name exists, with no A/AAAA
-	rsvWaitFor(t, "the empty set", func() bool { return rec.count() == 2 })
+	require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
+	s.set("x.test.", "x.test. 1 IN TXT \"no addresses\"")
+	require. // the name exists, with no A/AAAA
+			Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "the empty set")
 	assert.Empty(t, rec.last())
 }
 
@@ -427,7 +428,7 @@ func TestDNSOversizedAnswerIsCapped(t *testing.T) {
 	s.set("big.test.", rrs...)
 	d := lb.DNS{Addr: "big.test.:80", Network: "ip4", Resolver: s.resolver(), Refresh: fastRefresh, MaxEndpoints: limit}
 	rec1, rec2 := watchDNS(t, d), watchDNS(t, d)
-	rsvWaitFor(t, "capped sets", func() bool { return rec1.count() > 0 && rec2.count() > 0 })
+	require.Eventually(t, func() bool { return rec1.count() > 0 && rec2.count() > 0 }, 20*time.Second, time.Millisecond, "capped sets")
 	assert.Positive(t, s.tcpSeen.Load(), "the answer should have been too big for UDP")
 	got := rec1.lastAddrs()
 	require.Len(t, got, limit)
@@ -448,7 +449,7 @@ func TestDNSOversizedAnswerIsCapped(t *testing.T) {
 	rec3 := watchDNS(t, d)
 	d.MaxEndpoints = n
 	rec4 := watchDNS(t, d)
-	rsvWaitFor(t, "the full sets", func() bool { return rec3.count() > 0 && rec4.count() > 0 })
+	require.Eventually(t, func() bool { return rec3.count() > 0 && rec4.count() > 0 }, 20*time.Second, time.Millisecond, "the full sets")
 	assert.Equal(t, lb.DefaultDNSMaxEndpoints, len(rec3.last()))
 	assert.Equal(t, n, len(rec4.last()))
 }
@@ -478,7 +479,7 @@ func TestDNSFollowIntoBalancer(t *testing.T) {
 	pk.Done(nil, 0)
 
 	s.set("svc.test.", "svc.test. 1 IN A 10.0.0.3")
-	rsvWaitFor(t, "the new set", func() bool { return len(bal.Backends()) == 1 })
+	require.Eventually(t, func() bool { return len(bal.Backends()) == 1 }, 20*time.Second, time.Millisecond, "the new set")
 	assert.Equal(t, []string{"10.0.0.3:80"}, rsvAddrs(bal.Backends()))
 	require.NoError(t, f.Stop())
 }
@@ -492,13 +493,6 @@ type countingBuilder struct {
 func (c *countingBuilder) Build(bs []*lb.Backend) (lb.Picker, error) {
 	c.n.Add(1)
 	return c.Builder.Build(bs)
-}
-
-// rsvWaitFor waits for cond, with a deadline generous enough that a slow
-// machine makes the test slower, never red.
-func rsvWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, 20*time.Second, time.Millisecond, "waiting for %s", what)
 }
 
 func rsvAddrs(bs []*lb.Backend) []string {
