@@ -48,7 +48,7 @@ func defaultTransportOptions() transportOptions {
 		maxAttempts:   3,
 		maxIdle:       DefaultMaxIdleConnsPerBackend,
 		failStatus:    IsUnavailable,
-		retryAfterMax: DefaultRetryAfterMax,
+		retryAfterMax: defaultRetryAfterMax,
 	}
 }
 
@@ -145,13 +145,13 @@ func WithBodyIdleTimeout(d time.Duration) TransportOption {
 	})
 }
 
-// DefaultRetryAfterMax is the default cap of WithRetryAfter.
-const DefaultRetryAfterMax = 30 * time.Second
+// defaultRetryAfterMax is the default cap of WithRetryAfter.
+const defaultRetryAfterMax = 30 * time.Second
 
 // WithRetryAfter sets the longest pause a backend's Retry-After header
 // (on a 429 or 503 response) can ask for: picks go around that backend
 // for as long as it asks, up to max. The default is
-// DefaultRetryAfterMax; 0 ignores Retry-After.
+// 30 s; 0 ignores Retry-After.
 func WithRetryAfter(max time.Duration) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) {
 		if max < 0 {
