@@ -325,18 +325,8 @@ func (b *Backend) end() {
 // average can afford.
 func (b *Backend) observe(err error, latency time.Duration) {
 	b.end()
-	old := b.ewma.Load()
-	prev := math.Float64frombits(old)
 	if latency > 0 {
-		sample := float64(latency)
-		if err != nil {
-			sample = max(sample, prev)
-		}
-		next := sample
-		if old != 0 {
-			next = prev + ewmaAlpha*(sample-prev)
-		}
-		b.ewma.Store(math.Float64bits(next))
+		b.observeLatency(latency, err != nil)
 	}
 	f := b.fail.Load()
 	if err != nil {
@@ -357,6 +347,22 @@ func (b *Backend) observe(err error, latency time.Duration) {
 			b.fail.Store(0)
 		}
 	}
+}
+
+// observeLatency feeds one latency sample to the EWMA; a lower bound
+// (a failure's, an abandoned call's) never lowers it.
+func (b *Backend) observeLatency(latency time.Duration, lowerBound bool) {
+	old := b.ewma.Load()
+	prev := math.Float64frombits(old)
+	sample := float64(latency)
+	if lowerBound {
+		sample = max(sample, prev)
+	}
+	next := sample
+	if old != 0 {
+		next = prev + ewmaAlpha*(sample-prev)
+	}
+	b.ewma.Store(math.Float64bits(next))
 }
 
 // FailureScore returns the backend's failure score: an exponentially

@@ -255,6 +255,20 @@ func (p Pick) Cancel() {
 	}
 }
 
+// cancelSlow is Cancel for a call that was abandoned after latency (a
+// hedge's loser): its latency EWMA takes latency as a lower bound of the
+// call's, a sample that never lowers it.
+func (p Pick) cancelSlow(latency time.Duration) {
+	if p.claim() {
+		b := p.Backend
+		b.cancels.Add(1)
+		b.end()
+		if latency > 0 {
+			b.observeLatency(latency, true)
+		}
+	}
+}
+
 // Logger returns the balancer's logger (WithLogger; by default one that
 // discards everything), for components that report on the balancer's
 // behalf, like the Transport and resolvers.

@@ -158,8 +158,10 @@ func TestGrayBlackhole(t *testing.T) {
 		charged bool
 	}{
 		{"README configuration", nil, 0.03, false},
-		{"per-try timeout", []lb.TransportOption{lb.WithPerTryTimeout(100 * time.Millisecond)}, 0, true},
-		{"hedging", []lb.TransportOption{lb.WithHedging(lb.Hedging{Delay: 30 * time.Millisecond})}, 0, false},
+		// Generous bounds: a loaded machine's healthy answers must not be
+		// cut short by them.
+		{"per-try timeout", []lb.TransportOption{lb.WithPerTryTimeout(time.Second)}, 0, true},
+		{"hedging", []lb.TransportOption{lb.WithHedging(lb.Hedging{Delay: 200 * time.Millisecond})}, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +171,7 @@ func TestGrayBlackhole(t *testing.T) {
 			hole.hold()
 			tr, bal := newTestTransport(t, lb.P2C{}, eps, readmeBalancer(), tt.opts...)
 			// The README's 10 s client timeout, scaled down for the test.
-			c := &http.Client{Transport: tr, Timeout: time.Second}
+			c := &http.Client{Transport: tr, Timeout: 3 * time.Second}
 			l := drive(t, c, 1500, 16, getReq)
 			s := statsOf(bal, hole.addr)
 			ts := tr.Stats()

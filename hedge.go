@@ -210,7 +210,11 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 					r.resp.Body.Close()
 				}
 				r.a.release()
-				r.pick.Cancel()
+				// A loser is neither a success nor a failure, but it
+				// took at least this long: its latency average learns
+				// that, so that P2C stops sending first attempts to a
+				// backend whose calls are always outrun.
+				r.pick.cancelSlow(r.a.lat)
 			}
 		}()
 	}
