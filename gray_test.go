@@ -342,7 +342,14 @@ func TestGrayFlapping(t *testing.T) {
 	s := statsOf(bal, flap.addr)
 	t.Logf("flapping: %v; the flapping backend: %d picks, %d failures, %d ejections", &total, s.Picks, s.Failures, s.Ejections)
 	assert.Zero(t, total.failed.Load(), "refused dials are retried elsewhere")
-	assert.Positive(t, s.Ejections)
+	var attempts uint64
+	for _, st := range bal.Stats() {
+		attempts += st.Picks
+	}
+	// Down half the time, it is not given a full third of the attempts:
+	// ejected, or kept light by its failure score (which of the two
+	// depends on how its failures fall between its successes).
+	assert.Less(t, float64(s.Picks)/float64(attempts), 0.30, "%d of %d attempts", s.Picks, attempts)
 	assert.Positive(t, flap.served.Load(), "it serves while up")
 }
 
