@@ -105,10 +105,12 @@
 // status code, error type and attempt kind. lb's backends are a bounded
 // set; methods are folded to the known ones. Attribute sets are cached
 // (up to 4,096 combinations per observer, then the cache starts over), so
-// a measurement whose attributes were seen before allocates nothing in
-// the observer; with the OpenTelemetry SDK an attempt costs a few hundred
-// nanoseconds (BenchmarkAttemptObserver and BenchmarkOverhead in this
-// package's tests measure it).
+// a measurement whose attributes were seen before allocates nothing.
+// Recording an attempt costs what the OpenTelemetry SDK's own Record of
+// seven attributes costs (v1.47: about 0.6 µs with warm caches, 1 to 2 µs
+// of CPU inside a loop of loopback requests, where caches are cold), and
+// about 30 ns with no SDK behind the global provider. BenchmarkAttemptObserver
+// and BenchmarkOverhead in this package's tests measure it.
 //
 // Counters are read from lb's own counters, which live as long as a
 // backend stays in the Balancer's set: a backend that leaves and comes
