@@ -151,8 +151,11 @@ func hedgeable(req *http.Request) bool {
 	return idempotent(req) && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 }
 
-// errHedgeLost cancels the attempts that lost the race.
-var errHedgeLost = errors.New("lb: another attempt answered first")
+// ErrHedgeLost is the error of an attempt of a hedged request
+// (WithHedging) that another attempt beat: it was cancelled when the other
+// answered first. The caller never sees it; an attempt observer
+// (WithAttemptObserver) does, in AttemptInfo.Err, with Failure false.
+var ErrHedgeLost = errors.New("lb: another attempt answered first")
 
 // hedgeResult is what one attempt of a hedged request came back with.
 type hedgeResult struct {
@@ -197,7 +200,7 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 	drain := func() {
 		n := len(cancels)
 		for _, cancel := range cancels {
-			cancel(errHedgeLost)
+			cancel(ErrHedgeLost)
 		}
 		if n == 0 {
 			return

@@ -238,8 +238,9 @@ type AttemptInfo struct {
 // WithAttemptObserver calls f after each attempt, on the request's
 // goroutine (or the attempt's, for hedges), with what happened. f must be
 // quick and safe for concurrent use. The otel module uses it for its
-// per-backend instruments. Attempts ended by the caller are reported too,
-// with Failure false.
+// per-attempt latency histogram. Attempts ended by the caller, and those
+// that lost a hedged request's race (Err wraps ErrHedgeLost), are reported
+// too, with Failure false.
 func WithAttemptObserver(f func(AttemptInfo)) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) { o.observer = f })
 }
