@@ -205,3 +205,9 @@ var ErrInvalidRequest = errors.New("lb: invalid request")
 // host the Transport does not serve (see WithHosts), when it has no
 // fallback RoundTripper. The request was not sent.
 var ErrUnknownHost = errors.New("lb: host not served by this Transport")
+
+// ErrHedgeLost is the error of an attempt of a hedged request
+// (WithHedging) that another attempt beat: it was cancelled when the other
+// answered first. The caller never sees it; an attempt observer
+// (WithAttemptObserver) does, in AttemptInfo.Err, with Failure false.
+var ErrHedgeLost = errors.New("lb: another attempt answered first")

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -150,12 +149,6 @@ func (h *hedger) delay() time.Duration {
 func hedgeable(req *http.Request) bool {
 	return idempotent(req) && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 }
-
-// ErrHedgeLost is the error of an attempt of a hedged request
-// (WithHedging) that another attempt beat: it was cancelled when the other
-// answered first. The caller never sees it; an attempt observer
-// (WithAttemptObserver) does, in AttemptInfo.Err, with Failure false.
-var ErrHedgeLost = errors.New("lb: another attempt answered first")
 
 // hedgeResult is what one attempt of a hedged request came back with.
 type hedgeResult struct {
