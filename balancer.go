@@ -160,7 +160,9 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		timers:   map[*Backend]Timer{},
 		closedCh: make(chan struct{}),
 	}
-	if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
+	if lt, ok := b.(TotalLoadBuilder); ok {
+		bal.group.track = lt.NeedsTotalLoad()
+	} else if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
 		bal.group.track = lt.needsTotalLoad()
 	}
 	bal.snap.Store(&snapshot{err: fmt.Errorf("%w: the balancer has no endpoints yet", ErrNoEndpoints)})
@@ -250,6 +252,20 @@ func (p Pick) Cancel() {
 	if p.claim() {
 		p.Backend.cancels.Add(1)
 		p.Backend.end()
+	}
+}
+
+// cancelSlow is Cancel for a call that was abandoned after latency (a
+// hedge's loser): its latency EWMA takes latency as a lower bound of the
+// call's, a sample that never lowers it.
+func (p Pick) cancelSlow(latency time.Duration) {
+	if p.claim() {
+		b := p.Backend
+		b.cancels.Add(1)
+		b.end()
+		if latency > 0 {
+			b.observeLatency(latency, true)
+		}
 	}
 }
 

@@ -10,18 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", d, msg)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestBalancerBadInput(t *testing.T) {
 	t.Parallel()
 	_, err := NewBalancer(nil)
@@ -190,7 +178,7 @@ func TestBalancerOutlierEjection(t *testing.T) {
 		assert.NotEqual(t, a, pk.Backend, "an ejected backend gets no picks")
 		pk.Done(nil, 0)
 	}
-	eventually(t, 2*time.Second, func() bool { return !a.Ejected() }, "readmitted after its ejection time")
+	require.Eventually(t, func() bool { return !a.Ejected() }, 2*time.Second, time.Millisecond, "readmitted after its ejection time")
 	assert.Zero(t, a.Stats().Streak, "readmitted with a clean streak")
 
 	// The second ejection lasts twice as long.
@@ -200,7 +188,7 @@ func TestBalancerOutlierEjection(t *testing.T) {
 	}
 	require.True(t, a.Ejected())
 	assert.WithinDuration(t, start.Add(100*time.Millisecond), a.Stats().EjectedUntil, 40*time.Millisecond)
-	eventually(t, 2*time.Second, func() bool { return !a.Ejected() }, "readmitted again")
+	require.Eventually(t, func() bool { return !a.Ejected() }, 2*time.Second, time.Millisecond, "readmitted again")
 }
 
 func TestBalancerMaxEjectionPercentAndPanic(t *testing.T) {

@@ -53,6 +53,7 @@ const idleConnTimeout = 90 * time.Second
 type baseTransport struct {
 	tlsConfig *tls.Config // template for the TLS settings; nil: defaults
 	maxIdle   int
+	protocols Protocols // zero: net/http's defaults
 	bal       *Balancer // the set to follow; nil: keep every transport
 
 	// pools holds the pool of each poolKey. Adding one is O(1) (a
@@ -183,6 +184,7 @@ func (b *baseTransport) newPool(k poolKey) *pool {
 		}
 		t.TLSClientConfig = tc
 	}
+	_ = setProtocols(t, &b.protocols) // checked by NewTransport
 	p := &pool{t: t, direct: !b.proxied(k.addr)}
 	if !p.direct {
 		t.Proxy = b.proxy
@@ -206,7 +208,7 @@ func (b *baseTransport) newPool(k poolKey) *pool {
 		if err != nil {
 			return nil, &dialError{err}
 		}
-		conn := tls.Client(raw, tlsFor(tmpl, target))
+		conn := tls.Client(raw, tlsFor(tmpl, target, b.protocols.nextProtos()))
 		hctx, cancel := context.WithTimeout(ctx, t.TLSHandshakeTimeout)
 		defer cancel()
 		if err := conn.HandshakeContext(hctx); err != nil {
@@ -221,8 +223,8 @@ func (b *baseTransport) newPool(k poolKey) *pool {
 // tlsFor returns the TLS configuration of a connection to target (the
 // request URL's host:port), as net/http makes it: the template's (nil: the
 // defaults), with the target's host as the server name unless the template
-// names one, and HTTP/2 offered unless the template says which protocols.
-func tlsFor(tmpl *tls.Config, target string) *tls.Config {
+// names one, and protos offered unless the template says which protocols.
+func tlsFor(tmpl *tls.Config, target string, protos []string) *tls.Config {
 	var c *tls.Config
 	if tmpl != nil {
 		c = tmpl.Clone()
@@ -233,7 +235,7 @@ func tlsFor(tmpl *tls.Config, target string) *tls.Config {
 		c.ServerName = hostOnly(target)
 	}
 	if len(c.NextProtos) == 0 {
-		c.NextProtos = []string{"h2", "http/1.1"}
+		c.NextProtos = protos
 	}
 	return c
 }

@@ -66,17 +66,6 @@ func baseGet(t *testing.T, tr *Transport) {
 	send(t, tr, "http://svc.internal/")
 }
 
-func waitUntil(t *testing.T, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // The default base keeps one http.Transport per backend, drops those of
 // backends that leave the set (closing their idle connections at once),
 // still reaches their connections in use with CloseIdleConnections, and
@@ -126,7 +115,7 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 		defer close(done)
 		baseGet(t, tr)
 	}()
-	waitUntil(t, func() bool { return srvs[2].opened.Load() == 1 && srvs[2].closed.Load() == 0 }, "request in flight")
+	require.Eventually(t, func() bool { return srvs[2].opened.Load() == 1 && srvs[2].closed.Load() == 0 }, 5*time.Second, time.Millisecond, "request in flight")
 	time.Sleep(20 * time.Millisecond)
 	select {
 	case <-done:
@@ -135,15 +124,16 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	}
 	require.NoError(t, bal.Update(eps[:1]))
 
-	baseGet(t, tr) // the first request after the change starts a prune
-	waitUntil(t, func() bool { return poolCount(base) == 1 }, "the transports of the backends that left are dropped")
-	waitUntil(t, func() bool { return len(retiredOf(base)) == 2 }, "both retired")
-	waitUntil(t, func() bool { return srvs[1].closed.Load() == 1 }, "the idle connection of the backend that left is closed")
+	baseGet(t, tr)
+	require. // the first request after the change starts a prune
+			Eventually(t, func() bool { return poolCount(base) == 1 }, 5*time.Second, time.Millisecond, "the transports of the backends that left are dropped")
+	require.Eventually(t, func() bool { return len(retiredOf(base)) == 2 }, 5*time.Second, time.Millisecond, "both retired")
+	require.Eventually(t, func() bool { return srvs[1].closed.Load() == 1 }, 5*time.Second, time.Millisecond, "the idle connection of the backend that left is closed")
 	assert.Zero(t, srvs[2].closed.Load(), "the connection in use stays open")
 
 	close(release)
 	<-done
-	waitUntil(t, func() bool { return srvs[2].closed.Load() == 1 }, "the connection in use closes when its response ends")
+	require.Eventually(t, func() bool { return srvs[2].closed.Load() == 1 }, 5*time.Second, time.Millisecond, "the connection in use closes when its response ends")
 
 	// A connection a retired transport gains later (a request that took
 	// the transport just before the drop) is closed by
@@ -154,14 +144,14 @@ func TestBaseTransportFollowsTheSet(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	closedBefore := srvs[1].closed.Load() + srvs[2].closed.Load()
 	tr.CloseIdleConnections()
-	waitUntil(t, func() bool { return srvs[1].closed.Load()+srvs[2].closed.Load() == closedBefore+1 }, "CloseIdleConnections reaches the retired transports")
+	require.Eventually(t, func() bool { return srvs[1].closed.Load()+srvs[2].closed.Load() == closedBefore+1 }, 5*time.Second, time.Millisecond, "CloseIdleConnections reaches the retired transports")
 
 	// Past the idle timeout the retired transports are forgotten at the
 	// next change of the set.
 	now = now.Add(idleConnTimeout + 2*time.Second)
 	require.NoError(t, bal.Update(eps[:2]))
 	baseGet(t, tr)
-	waitUntil(t, func() bool { return len(retiredOf(base)) == 0 }, "retired transports forgotten")
+	require.Eventually(t, func() bool { return len(retiredOf(base)) == 0 }, 5*time.Second, time.Millisecond, "retired transports forgotten")
 	baseGet(t, tr)
 	assert.Equal(t, 2, poolCount(base), "a backend back in the set gets a new transport")
 }

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -10,13 +11,15 @@ import (
 // budgets do: over the last Window, retries may be at most Ratio times the
 // requests, plus MinPerSecond per second of the window. When every backend
 // fails, the budget turns a would-be retry storm into a trickle. Zero
-// fields take the defaults.
+// fields take the defaults; a negative Ratio or MinPerSecond turns that
+// part off (RetryBudget{Ratio: -1, MinPerSecond: -1} allows no retry at
+// all; WithMaxAttempts(1) says so more plainly).
 type RetryBudget struct {
 	// Ratio is the number of retries allowed per request; default 0.2
-	// (one retry for five requests).
+	// (one retry for five requests), at most 1000; negative: none.
 	Ratio float64
 	// MinPerSecond is the floor, so that a client with little traffic
-	// can still retry; default 10, at most 1,000,000.
+	// can still retry; default 10, at most 1,000,000; negative: no floor.
 	MinPerSecond int
 	// Window is how far back requests and retries count; default 10s,
 	// from 1s to 1h.
@@ -24,20 +27,26 @@ type RetryBudget struct {
 }
 
 func (rb RetryBudget) withDefaults() (RetryBudget, error) {
-	if rb.Ratio < 0 || rb.Ratio != rb.Ratio || rb.Ratio > 1000 {
-		return rb, fmt.Errorf("%w: RetryBudget.Ratio is %v; it must be 0 (default 0.2) to 1000", ErrInvalidConfig, rb.Ratio)
+	if rb.Ratio != rb.Ratio || math.IsInf(rb.Ratio, 0) || rb.Ratio > 1000 {
+		return rb, fmt.Errorf("%w: RetryBudget.Ratio is %v; it must be at most 1000 (0 means 0.2, negative none)", ErrInvalidConfig, rb.Ratio)
 	}
-	if rb.MinPerSecond < 0 || rb.MinPerSecond > maxRetryFloor {
-		return rb, fmt.Errorf("%w: RetryBudget.MinPerSecond is %d; it must be 0 (default 10) to %d", ErrInvalidConfig, rb.MinPerSecond, maxRetryFloor)
+	if rb.MinPerSecond > maxRetryFloor {
+		return rb, fmt.Errorf("%w: RetryBudget.MinPerSecond is %d; it must be at most %d (0 means 10, negative no floor)", ErrInvalidConfig, rb.MinPerSecond, maxRetryFloor)
 	}
 	if rb.Window < 0 || (rb.Window > 0 && rb.Window < time.Second) || rb.Window > maxRetryWindow {
 		return rb, fmt.Errorf("%w: RetryBudget.Window is %v; it must be from 1s to %v (0 means 10s)", ErrInvalidConfig, rb.Window, maxRetryWindow)
 	}
-	if rb.Ratio == 0 {
+	switch {
+	case rb.Ratio == 0:
 		rb.Ratio = 0.2
+	case rb.Ratio < 0:
+		rb.Ratio = 0
 	}
-	if rb.MinPerSecond == 0 {
+	switch {
+	case rb.MinPerSecond == 0:
 		rb.MinPerSecond = 10
+	case rb.MinPerSecond < 0:
+		rb.MinPerSecond = 0
 	}
 	if rb.Window == 0 {
 		rb.Window = 10 * time.Second

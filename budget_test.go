@@ -133,3 +133,31 @@ func TestRetryBudgetConcurrent(t *testing.T) {
 	// Refused withdrawals gave back what they took: the rest is there.
 	assert.EqualValues(t, 30, granted.Load()+int64(withdrawAll(b)))
 }
+
+// A negative Ratio or MinPerSecond turns that part of the budget off: the
+// zero value means the default, so "off" needs a value of its own.
+func TestRetryBudgetParts(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		give        RetryBudget
+		wantRetries int
+	}{
+		{RetryBudget{Ratio: -1, MinPerSecond: -1}, 0},   // none at all
+		{RetryBudget{Ratio: -1, MinPerSecond: 2}, 20},   // the floor only: 2/s over 10 s
+		{RetryBudget{Ratio: 0.5, MinPerSecond: -1}, 50}, // the ratio only: half of 100 requests
+		{RetryBudget{}, 120},                            // defaults: 20% of 100, plus 10/s over 10 s
+	} {
+		rb, err := tt.give.withDefaults()
+		require.NoError(t, err)
+		b := newBudget(rb)
+		for i := 0; i < 100; i++ {
+			b.deposit(time.Second)
+		}
+		n := 0
+		for b.withdraw(time.Second) {
+			n++
+			require.Less(t, n, 10000)
+		}
+		assert.Equal(t, tt.wantRetries, n, "%+v", tt.give)
+	}
+}

@@ -37,8 +37,7 @@ func TestHealthChecksMarkDownAndUp(t *testing.T) {
 	})
 	require.NoError(t, err)
 	defer hc.Close()
-
-	trWaitFor(t, 10*time.Second, func() bool { return statsOf(bal, sick.addr).Unhealthy }, "the sick backend is marked down")
+	require.Eventually(t, func() bool { return statsOf(bal, sick.addr).Unhealthy }, 10*time.Second, time.Millisecond, "the sick backend is marked down")
 	assert.False(t, bal.Backends()[1].Healthy())
 	before := sick.executed.Load()
 	c := &http.Client{Transport: tr}
@@ -52,7 +51,7 @@ func TestHealthChecksMarkDownAndUp(t *testing.T) {
 	assert.GreaterOrEqual(t, sick.executed.Load(), before)
 
 	sick.mode.Store(modeOK)
-	trWaitFor(t, 10*time.Second, func() bool { return !statsOf(bal, sick.addr).Unhealthy }, "the backend is marked up again")
+	require.Eventually(t, func() bool { return !statsOf(bal, sick.addr).Unhealthy }, 10*time.Second, time.Millisecond, "the backend is marked up again")
 	for i := 0; i < 30; i++ {
 		_, _, err := trGet(t, c, "http://svc.internal/")
 		require.NoError(t, err)
@@ -72,7 +71,7 @@ func TestHealthChecksFollowUpdates(t *testing.T) {
 	defer hc.Close()
 	bs[1].mode.Store(modeUnhealthy)
 	require.NoError(t, bal.Update(eps))
-	trWaitFor(t, 10*time.Second, func() bool { return statsOf(bal, bs[1].addr).Unhealthy }, "the new backend is checked")
+	require.Eventually(t, func() bool { return statsOf(bal, bs[1].addr).Unhealthy }, 10*time.Second, time.Millisecond, "the new backend is checked")
 	require.NoError(t, bal.Close())
 	// A closed balancer stops the checks: Close returns.
 	require.NoError(t, hc.Close())
@@ -90,7 +89,7 @@ func TestHealthChecksStop(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		hc, err := lb.StartHealthChecks(ctx, bal, lb.HealthCheck{Interval: time.Millisecond, Timeout: time.Minute})
 		require.NoError(t, err)
-		trWaitFor(t, 10*time.Second, func() bool { return b.active.Load() > 0 }, "a check is in flight")
+		require.Eventually(t, func() bool { return b.active.Load() > 0 }, 10*time.Second, time.Millisecond, "a check is in flight")
 		if byContext {
 			cancel()
 		}
@@ -171,30 +170,32 @@ func TestPassiveEjectionEndToEnd(t *testing.T) {
 	// slow machine the 100 ms ejection may end within the 20 requests)
 	// are in the current streak.
 	assert.EqualValues(t, s.Failures, 2*uint64(s.Ejections)+uint64(s.Streak), "each ejection took 2 failures")
-	// While ejected, no traffic: measured over a stretch where the backend
-	// stayed ejected (ejected at both ends, no ejection in between), tried
-	// again if the machine was too slow to fit in one ejection.
-	trWaitFor(t, 10*time.Second, func() bool {
-		before := statsOf(bal, bad.addr)
-		executed := bad.executed.Load()
-		send(10)
-		after := statsOf(bal, bad.addr)
-		if !before.Ejected || !after.Ejected || before.Ejections != after.Ejections {
-			return false
-		}
-		assert.Equal(t, executed, bad.executed.Load(), "no traffic while ejected")
-		assert.True(t, after.EjectedUntil.After(time.Now().Add(-time.Second)))
-		return true
-	}, "a stretch of ejection")
+	require.
+		// While ejected, no traffic: measured over a stretch where the backend
+		// stayed ejected (ejected at both ends, no ejection in between), tried
+		// again if the machine was too slow to fit in one ejection.
+		Eventually(t, func() bool {
+			before := statsOf(bal, bad.addr)
+			executed := bad.executed.Load()
+			send(10)
+			after := statsOf(bal, bad.addr)
+			if !before.Ejected || !after.Ejected || before.Ejections != after.Ejections {
+				return false
+			}
+			assert.Equal(t, executed, bad.executed.Load(), "no traffic while ejected")
+			assert.True(t, after.EjectedUntil.After(time.Now().Add(-time.Second)))
+			return true
+		}, 10*time.Second, time.Millisecond, "a stretch of ejection")
+	require.
 
-	// Readmitted after the ejection time; still failing, so ejected again,
-	// for twice as long.
-	trWaitFor(t, 10*time.Second, func() bool { return !statsOf(bal, bad.addr).Ejected }, "readmission")
+		// Readmitted after the ejection time; still failing, so ejected again,
+		// for twice as long.
+		Eventually(t, func() bool { return !statsOf(bal, bad.addr).Ejected }, 10*time.Second, time.Millisecond, "readmission")
 	n := statsOf(bal, bad.addr).Ejections
-	trWaitFor(t, 10*time.Second, func() bool {
+	require.Eventually(t, func() bool {
 		send(1)
 		return statsOf(bal, bad.addr).Ejections == n+1
-	}, "another ejection")
+	}, 10*time.Second, time.Millisecond, "another ejection")
 	ej, readmitted := logs.ejections(bad.addr)
 	require.Len(t, ej, int(n+1))
 	require.NotEmpty(t, readmitted)
@@ -205,7 +206,7 @@ func TestPassiveEjectionEndToEnd(t *testing.T) {
 	// Fixed: after the next readmission it serves again, with a clean
 	// streak.
 	bad.mode.Store(modeOK)
-	trWaitFor(t, 10*time.Second, func() bool { return !statsOf(bal, bad.addr).Ejected }, "readmission")
+	require.Eventually(t, func() bool { return !statsOf(bal, bad.addr).Ejected }, 10*time.Second, time.Millisecond, "readmission")
 	assert.Zero(t, statsOf(bal, bad.addr).Streak)
 	send(30)
 	assert.Positive(t, bad.served.Load(), "traffic again")

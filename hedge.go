@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -151,9 +150,6 @@ func hedgeable(req *http.Request) bool {
 	return idempotent(req) && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 }
 
-// errHedgeLost cancels the attempts that lost the race.
-var errHedgeLost = errors.New("lb: another attempt answered first")
-
 // hedgeResult is what one attempt of a hedged request came back with.
 type hedgeResult struct {
 	a      *attempt
@@ -197,7 +193,7 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 	drain := func() {
 		n := len(cancels)
 		for _, cancel := range cancels {
-			cancel(errHedgeLost)
+			cancel(ErrHedgeLost)
 		}
 		if n == 0 {
 			return
@@ -210,7 +206,11 @@ func (t *Transport) roundTripHedged(req *http.Request, key string, pick Pick, st
 					r.resp.Body.Close()
 				}
 				r.a.release()
-				r.pick.Cancel()
+				// A loser is neither a success nor a failure, but it
+				// took at least this long: its latency average learns
+				// that, so that P2C stops sending first attempts to a
+				// backend whose calls are always outrun.
+				t.pol.Lost(r.pick, r.a.lat)
 			}
 		}()
 	}

@@ -1,17 +1,11 @@
 package lb
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 )
-
-// ErrUnknownHost is wrapped by the error for a request whose URL names a
-// host the Transport does not serve (see WithHosts), when it has no
-// fallback RoundTripper. The request was not sent.
-var ErrUnknownHost = errors.New("lb: host not served by this Transport")
 
 // hostSet is the hosts a Transport serves (WithHosts): names in lower
 // case, each with any port, or host:port pairs.

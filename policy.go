@@ -23,8 +23,9 @@ import (
 // them should too: Begin when a request starts; after each attempt,
 // Failed; for a failure, HoldOff, then Retryable, then (when that allows a
 // retry) Pick.Done with the failure and Next for the backend of the
-// retry. A success is Observed when hedging is on. A hedged request
-// (Hedges > 0) launches its hedges through Next after HedgeDelay.
+// retry. A success is Observed. A hedged request (Hedges > 0) launches
+// its hedges through Next after HedgeDelay; the first success wins, and
+// the attempts still running are cancelled and Lost.
 //
 // The times given to a Policy (now) are durations since an origin of the
 // caller's choosing, on a clock that does not go backwards: a Transport
@@ -220,14 +221,9 @@ func (p *Policy) Observe(latency time.Duration) {
 	}
 }
 
-// PerTryTimeout returns how long an attempt may wait for response headers
-// (WithPerTryTimeout): after it, the attempt fails with an error wrapping
-// ErrPerTryTimeout, which is the backend's failure and which Retryable
-// judges as one that may have executed. 0 means no bound.
-func (p *Policy) PerTryTimeout() time.Duration { return p.perTry }
-
-// BodyIdleTimeout returns how long a response body's Read may wait for
-// bytes (WithBodyIdleTimeout): after it, the read fails with an error
-// wrapping ErrBodyStalled, the backend's failure, and the request is not
-// retried (the caller has the response). 0 means no bound.
-func (p *Policy) BodyIdleTimeout() time.Duration { return p.bodyIdle }
+// Lost ends the pick of an attempt that lost a hedged request's race,
+// cancelled after latency: neither a success nor a failure of its
+// backend, but the backend's latency average takes latency as a lower
+// bound of the call's (a sample that never lowers it), so that P2C stops
+// sending first attempts to a backend whose calls are always outrun.
+func (p *Policy) Lost(pick Pick, latency time.Duration) { pick.cancelSlow(latency) }

@@ -21,7 +21,7 @@ func TestNewPolicyValidates(t *testing.T) {
 		want string
 	}{
 		{[]TransportOption{WithMaxAttempts(0)}, "WithMaxAttempts(0)"},
-		{[]TransportOption{WithRetryBudget(RetryBudget{Ratio: -1})}, "RetryBudget.Ratio is -1"},
+		{[]TransportOption{WithRetryBudget(RetryBudget{Ratio: 2000})}, "RetryBudget.Ratio is 2000"},
 		{[]TransportOption{WithPerTryTimeout(-time.Second)}, "WithPerTryTimeout(-1s)"},
 		{[]TransportOption{WithHedging(Hedging{Percentile: 2})}, "Hedging.Percentile is 2"},
 	}
@@ -35,8 +35,6 @@ func TestNewPolicyValidates(t *testing.T) {
 	}
 	p, err := NewPolicy(nil, WithKey(HeaderKey("X-User")), WithBase(http.DefaultTransport))
 	require.NoError(t, err, "options that are not rules are accepted")
-	assert.Zero(t, p.PerTryTimeout())
-	assert.Zero(t, p.BodyIdleTimeout())
 	assert.Zero(t, p.HedgeDelay())
 }
 
@@ -220,4 +218,30 @@ func TestPolicyHedges(t *testing.T) {
 	}
 	assert.InDelta(t, float64(10*time.Millisecond), float64(pct.HedgeDelay()), float64(3*time.Millisecond),
 		"the 90th percentile of 95%% 10 ms, 5%% 100 ms")
+}
+
+// A hedge's loser is neither a success nor a failure, and its latency is
+// a floor for its backend's average.
+func TestPolicyLost(t *testing.T) {
+	t.Parallel()
+	bal, err := NewBalancer(P2C{}, WithEndpoints(Addrs("a:1", "b:1")))
+	require.NoError(t, err)
+	defer bal.Close()
+	p, err := NewPolicy(WithHedging(Hedging{Delay: time.Millisecond}))
+	require.NoError(t, err)
+	pick, err := bal.Pick("")
+	require.NoError(t, err)
+	pick.Done(nil, 10*time.Millisecond)
+	pick, err = bal.PickNext("", nil)
+	require.NoError(t, err)
+	be := pick.Backend
+	before := be.Stats()
+	p.Lost(pick, 80*time.Millisecond)
+	after := be.Stats()
+	assert.Equal(t, before.Successes, after.Successes)
+	assert.Equal(t, before.Failures, after.Failures)
+	assert.Zero(t, after.InFlight)
+	assert.Greater(t, after.Latency, before.Latency, "the loser's 80 ms raise the average")
+	p.Lost(pick, time.Hour)
+	assert.Equal(t, after.Latency, be.Stats().Latency, "a pick ends once")
 }

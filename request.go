@@ -2,23 +2,12 @@ package lb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 )
-
-// ErrInvalidRequest is wrapped by the error of a request the Transport
-// refuses before it picks a backend, because net/http would refuse to send
-// it (a header value with a newline, an invalid method, a scheme other than
-// http and https, a ContentLength without a body) or because its body
-// failed on the caller's side (a read error, fewer or more bytes than
-// ContentLength). Such a request is never retried and never counts as a
-// backend's failure; the error also wraps ErrNotSent when no backend saw
-// the request.
-var ErrInvalidRequest = errors.New("lb: invalid request")
 
 // checkRequest returns why net/http would refuse to send req, or "".
 // schemes: whether to insist on http or https (the base is net/http's).

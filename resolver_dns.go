@@ -85,15 +85,15 @@ type DNS struct {
 
 // Defaults of DNS.
 const (
-	// DefaultDNSRefresh is the default time between lookups.
-	DefaultDNSRefresh = 30 * time.Second
-	// DefaultDNSJitter is the default spread of the refresh interval.
-	DefaultDNSJitter = 0.1
-	// DefaultDNSTimeout is the default bound of one lookup.
-	DefaultDNSTimeout = 5 * time.Second
-	// DefaultDNSMaxEndpoints is the default cap on the endpoints taken
+	// defaultDNSRefresh is the default time between lookups.
+	defaultDNSRefresh = 30 * time.Second
+	// defaultDNSJitter is the default spread of the refresh interval.
+	defaultDNSJitter = 0.1
+	// defaultDNSTimeout is the default bound of one lookup.
+	defaultDNSTimeout = 5 * time.Second
+	// defaultDNSMaxEndpoints is the default cap on the endpoints taken
 	// from one answer.
-	DefaultDNSMaxEndpoints = 1000
+	defaultDNSMaxEndpoints = 1000
 )
 
 // dnsMinBackoff is the first wait after a failed lookup.
@@ -128,27 +128,27 @@ func (d DNS) withDefaults() (DNS, error) {
 	}
 	switch {
 	case d.Refresh < 0:
-		return bad("Refresh is %v; it must be >= 0 (0 means %v)", d.Refresh, DefaultDNSRefresh)
+		return bad("Refresh is %v; it must be >= 0 (0 means %v)", d.Refresh, defaultDNSRefresh)
 	case d.Refresh == 0:
-		d.Refresh = DefaultDNSRefresh
+		d.Refresh = defaultDNSRefresh
 	}
 	switch {
 	case !(d.Jitter >= 0 && d.Jitter < 1): // NaN too
-		return bad("Jitter is %v; it must be in [0, 1) (0 means %v)", d.Jitter, DefaultDNSJitter)
+		return bad("Jitter is %v; it must be in [0, 1) (0 means %v)", d.Jitter, defaultDNSJitter)
 	case d.Jitter == 0:
-		d.Jitter = DefaultDNSJitter
+		d.Jitter = defaultDNSJitter
 	}
 	switch {
 	case d.Timeout < 0:
-		return bad("Timeout is %v; it must be >= 0 (0 means %v)", d.Timeout, DefaultDNSTimeout)
+		return bad("Timeout is %v; it must be >= 0 (0 means %v)", d.Timeout, defaultDNSTimeout)
 	case d.Timeout == 0:
-		d.Timeout = DefaultDNSTimeout
+		d.Timeout = defaultDNSTimeout
 	}
 	switch {
 	case d.MaxEndpoints < 0:
-		return bad("MaxEndpoints is %d; it must be >= 0 (0 means %d)", d.MaxEndpoints, DefaultDNSMaxEndpoints)
+		return bad("MaxEndpoints is %d; it must be >= 0 (0 means %d)", d.MaxEndpoints, defaultDNSMaxEndpoints)
 	case d.MaxEndpoints == 0:
-		d.MaxEndpoints = DefaultDNSMaxEndpoints
+		d.MaxEndpoints = defaultDNSMaxEndpoints
 	}
 	if d.Resolver == nil {
 		d.Resolver = &net.Resolver{StrictErrors: true}

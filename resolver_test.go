@@ -14,19 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// waitFor polls cond until it holds or the deadline passes. Deadlines are
-// generous: a slow machine makes a test slower, never red.
-func rsvWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // poll interval, not a wait for a condition
-	}
-}
-
 // rsvChan reports the sets sent on its channel, as a Resolver of
 // someone's own would.
 type rsvChan chan []Endpoint
@@ -130,15 +117,16 @@ func TestFollowAppliesSetsAndSkipsRejectedOnes(t *testing.T) {
 	go func() { done <- Follow(ctx, r, bal) }()
 
 	r <- Addrs("a:1", "b:1")
-	rsvWaitFor(t, "first set", func() bool { return len(bal.Backends()) == 2 })
+	require.Eventually(t, func() bool { return len(bal.Backends()) == 2 }, 20*time.Second, time.Millisecond, "first set")
 	snap := bal.snap.Load()
 
 	// An identical set (reordered) does not rebuild the picker.
 	r <- Addrs("b:1", "a:1")
 	r <- Addrs("a:1", "a:1") // rejected: duplicate; the previous set stays
 	r <- Addrs("a:1", "b:1")
-	r <- Addrs("a:1", "b:1", "c:1") // sends block until the previous one was applied
-	rsvWaitFor(t, "third backend", func() bool { return len(bal.Backends()) == 3 })
+	r <- Addrs("a:1", "b:1", "c:1")
+	require. // sends block until the previous one was applied
+			Eventually(t, func() bool { return len(bal.Backends()) == 3 }, 20*time.Second, time.Millisecond, "third backend")
 	assert.Equal(t, []string{"a:1", "b:1", "c:1"}, rsvAddrs(bal.Backends()))
 	assert.NotSame(t, snap, bal.snap.Load())
 

@@ -107,8 +107,11 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, err
 	}
-	if o.base != nil && (o.tlsConfig != nil || o.idleSet) {
-		return nil, fmt.Errorf("%w: WithTLSClientConfig and WithMaxIdleConnsPerBackend configure the default base transport; configure your own base (WithBase) instead", ErrInvalidConfig)
+	if o.base != nil && (o.tlsConfig != nil || o.idleSet || o.protocolsSet) {
+		return nil, fmt.Errorf("%w: WithTLSClientConfig, WithMaxIdleConnsPerBackend and WithProtocols configure the default base transport; configure your own base (WithBase) instead", ErrInvalidConfig)
+	}
+	if err := setProtocols(&http.Transport{}, &o.protocols); err != nil {
+		return nil, err
 	}
 	var hosts *hostSet
 	if o.hostsSet {
@@ -137,6 +140,7 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 	}
 	if t.base == nil {
 		t.own = newBaseTransport(o.tlsConfig, o.maxIdle, bal)
+		t.own.protocols = o.protocols
 		t.base = t.own
 	}
 	_, isHTTP := t.base.(*http.Transport)

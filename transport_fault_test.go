@@ -161,7 +161,7 @@ func runFault(t *testing.T, scenario faultScenario, n, c int) faultReport {
 						// Hold requests on the victim so that some are in
 						// flight when it dies.
 						victim.hold()
-						trWaitFor(t, 10*time.Second, func() bool { return victim.active.Load() >= 4 }, "requests in flight on the victim")
+						require.Eventually(t, func() bool { return victim.active.Load() >= 4 }, 10*time.Second, time.Millisecond, "requests in flight on the victim")
 						rep.heldAtKill = victim.active.Load()
 						victim.kill()
 						victim.release()
@@ -181,11 +181,12 @@ func runFault(t *testing.T, scenario faultScenario, n, c int) faultReport {
 					if scenario == faultKill {
 						victim.restart()
 					}
-					// Readmission is on a timer (at most MaxEjectionTime):
-					// let it happen before the last quarter, so that the
-					// share measured below does not depend on the
-					// machine's speed.
-					trWaitFor(t, 10*time.Second, func() bool { return !statsOf(bal, victim.addr).Ejected }, "readmission")
+					require.
+						// Readmission is on a timer (at most MaxEjectionTime):
+						// let it happen before the last quarter, so that the
+						// share measured below does not depend on the
+						// machine's speed.
+						Eventually(t, func() bool { return !statsOf(bal, victim.addr).Ejected }, 10*time.Second, time.Millisecond, "readmission")
 					mu.Unlock()
 					gate.Unlock()
 					gate.RLock()

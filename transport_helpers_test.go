@@ -233,18 +233,6 @@ func trGet(t *testing.T, c *http.Client, url string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
-// trWaitFor polls cond until it holds or d passes.
-func trWaitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", d, msg)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // trackedBody is a request body that records whether it was closed.
 type trackedBody struct {
 	io.Reader

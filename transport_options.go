@@ -26,6 +26,8 @@ type transportOptions struct {
 	budget        RetryBudget
 	log           *slog.Logger
 	tlsConfig     *tls.Config
+	protocols     Protocols
+	protocolsSet  bool
 	maxIdle       int
 	idleSet       bool // WithMaxIdleConnsPerBackend was given
 	hosts         []string
@@ -46,7 +48,7 @@ func defaultTransportOptions() transportOptions {
 		maxAttempts:   3,
 		maxIdle:       DefaultMaxIdleConnsPerBackend,
 		failStatus:    IsUnavailable,
-		retryAfterMax: DefaultRetryAfterMax,
+		retryAfterMax: defaultRetryAfterMax,
 	}
 }
 
@@ -143,13 +145,13 @@ func WithBodyIdleTimeout(d time.Duration) TransportOption {
 	})
 }
 
-// DefaultRetryAfterMax is the default cap of WithRetryAfter.
-const DefaultRetryAfterMax = 30 * time.Second
+// defaultRetryAfterMax is the default cap of WithRetryAfter.
+const defaultRetryAfterMax = 30 * time.Second
 
 // WithRetryAfter sets the longest pause a backend's Retry-After header
 // (on a 429 or 503 response) can ask for: picks go around that backend
 // for as long as it asks, up to max. The default is
-// DefaultRetryAfterMax; 0 ignores Retry-After.
+// 30 s; 0 ignores Retry-After.
 func WithRetryAfter(max time.Duration) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) {
 		if max < 0 {
@@ -236,8 +238,9 @@ type AttemptInfo struct {
 // WithAttemptObserver calls f after each attempt, on the request's
 // goroutine (or the attempt's, for hedges), with what happened. f must be
 // quick and safe for concurrent use. The otel module uses it for its
-// per-backend instruments. Attempts ended by the caller are reported too,
-// with Failure false.
+// per-attempt latency histogram. Attempts ended by the caller, and those
+// that lost a hedged request's race (Err wraps ErrHedgeLost), are reported
+// too, with Failure false.
 func WithAttemptObserver(f func(AttemptInfo)) TransportOption {
 	return transportOptionFunc(func(o *transportOptions) { o.observer = f })
 }

@@ -182,7 +182,7 @@ func TestConfigValidationEdges(t *testing.T) {
 	_, err := HealthCheck{Path: "/healthz?deep=1", Host: "svc.internal:8080"}.withDefaults()
 	assert.NoError(t, err)
 
-	for _, rb := range []RetryBudget{{MinPerSecond: math.MaxInt}, {MinPerSecond: maxRetryFloor + 1}, {Window: 1 << 62}, {Ratio: -1}} {
+	for _, rb := range []RetryBudget{{MinPerSecond: math.MaxInt}, {MinPerSecond: maxRetryFloor + 1}, {Window: 1 << 62}, {Ratio: math.Inf(-1)}} {
 		_, err := rb.withDefaults()
 		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", rb)
 	}

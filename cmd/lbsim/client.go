@@ -330,9 +330,25 @@ func (s *sim) hedgeTimer(id int32) {
 	}
 }
 
-// drain cancels the attempts of request id still waiting for an answer:
-// they count as neither a success nor a failure.
+// drain cancels the attempts of a hedged request still waiting for an
+// answer, as the Transport does once one has won: they count as neither a
+// success nor a failure, and their time so far is a floor for their
+// backends' latency (Policy.Lost).
 func (s *sim) drain(id int32) {
+	r := &s.reqs[id]
+	c := s.clients[r.client]
+	for _, aid := range r.live {
+		a := &s.atts[aid]
+		s.leave(aid)
+		c.pol.Lost(a.pick, time.Duration(s.now-a.start))
+		s.freeAttempt(aid)
+	}
+	r.live = r.live[:0]
+}
+
+// cancelAll cancels the attempts of request id still waiting for an
+// answer, for the caller's deadline: neither a success nor a failure.
+func (s *sim) cancelAll(id int32) {
 	r := &s.reqs[id]
 	for _, aid := range r.live {
 		s.leave(aid)
@@ -393,7 +409,7 @@ func (s *sim) deadline(id int32) {
 		s.finish(id, outBody)
 		return
 	}
-	s.drain(id)
+	s.cancelAll(id)
 	s.finish(id, outError)
 }
 

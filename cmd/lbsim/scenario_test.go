@@ -116,7 +116,7 @@ func TestParseScenarioBadInput(t *testing.T) {
 		{"strategy", with(`"strategies": ["ring", "least-conn"]`), `strategies[1]: unknown strategy "least-conn"`},
 		{"no strategy", with(`"strategies": []`), "strategies is empty; omit it for all of them"},
 		{"lb transport", with(`"transport": {"max_attempts": 0}`), "transport: lb: invalid configuration: WithMaxAttempts(0)"},
-		{"lb budget", with(`"transport": {"retry_budget": {"ratio": -1}}`), "transport: lb: invalid configuration: RetryBudget.Ratio is -1"},
+		{"lb budget", with(`"transport": {"retry_budget": {"ratio": 2000}}`), "transport: lb: invalid configuration: RetryBudget.Ratio is 2000"},
 		{"lb hedging", with(`"transport": {"hedging": {"percentile": 2}}`), "Hedging.Percentile is 2"},
 		{"failure status", with(`"transport": {"failure_status": "4xx"}`), `transport.failure_status is "4xx"`},
 		{"lb outlier", with(`"outlier_detection": {"max_ejection_percent": 101}`), "outlier_detection or slow_start: lb: invalid configuration: OutlierDetection.MaxEjectionPercent is 101"},

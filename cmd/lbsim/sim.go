@@ -206,8 +206,7 @@ func (s *sim) startClients() error {
 			c.hc = h
 		}
 	}
-	pol := s.clients[0].pol
-	s.perTry, s.bodyIdle = pol.PerTryTimeout(), pol.BodyIdleTimeout()
+	s.perTry, s.bodyIdle = s.sc.Transport.PerTryTimeout.D(), s.sc.Transport.BodyIdleTimeout.D()
 	return nil
 }
 

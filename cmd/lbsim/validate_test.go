@@ -114,4 +114,3 @@ func sameKillAll(evs []timedEvent, sc *Scenario) bool {
 	}
 	return len(killed) == len(sc.backendNames())
 }
-

@@ -29,7 +29,7 @@ import (
 // compare-and-swap on the caller's stripe and a table lookup.
 type WeightedRoundRobin struct {
 	// MaxSchedule caps the precomputed period, in entries of 8 bytes; 0
-	// means DefaultMaxSchedule (512 KiB).
+	// means 65,536 entries (512 KiB).
 	MaxSchedule int
 	// Stripes is as for RoundRobin: each stripe walks the exact sequence
 	// from its own random offset; Stripes: 1 keeps one global order.
@@ -41,9 +41,9 @@ type WeightedRoundRobin struct {
 	Rand rand.Source
 }
 
-// DefaultMaxSchedule is the default cap on the precomputed period of a
+// defaultMaxSchedule is the default cap on the precomputed period of a
 // WeightedRoundRobin picker: 65,536 entries, 512 KiB.
-const DefaultMaxSchedule = 1 << 16
+const defaultMaxSchedule = 1 << 16
 
 // maxScheduleWork bounds the work of precomputing nginx's sequence, which
 // is O(N × period): past 16M steps (tens of milliseconds; 10,000 backends
@@ -87,10 +87,10 @@ func (w WeightedRoundRobin) build(backends []*Backend) (*WeightedRoundRobinPicke
 	limit := w.MaxSchedule
 	if limit < 0 || limit > maxScheduleLimit {
 		return nil, fmt.Errorf("%w: WeightedRoundRobin.MaxSchedule is %d; it must be 0 (default %d) to %d",
-			ErrInvalidConfig, limit, DefaultMaxSchedule, maxScheduleLimit)
+			ErrInvalidConfig, limit, defaultMaxSchedule, maxScheduleLimit)
 	}
 	if limit == 0 {
-		limit = DefaultMaxSchedule
+		limit = defaultMaxSchedule
 	}
 	weights := make([]int64, len(backends))
 	var g int64
