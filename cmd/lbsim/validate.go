@@ -133,10 +133,10 @@ func Validate(sc *Scenario) ([]Comparison, error) {
 const maxRealTries = 3
 
 // maxLag is the longest a real run of sc may leave its fleet without a
-// CPU (watchLag) and still count: a quarter of the shortest time that
-// decides an outcome (a timeout, a hedge's delay, an ejection, a health
-// check's interval, a flap). Past it, the machine, not lb, decided what
-// the timers did. It is at least 2 ms, and at most 250 ms.
+// CPU (watchLag) and still count: half the shortest time that decides an
+// outcome (a timeout, a hedge's delay, an ejection, a health check's
+// interval, a flap). Past it, the machine, not lb, decided what the timers
+// did. It is at least 2 ms, and at most 250 ms.
 func (sc *Scenario) maxLag() time.Duration {
 	shortest := sc.Duration.D()
 	consider := func(d time.Duration) {
@@ -171,7 +171,7 @@ func (sc *Scenario) maxLag() time.Duration {
 		consider(e.Up.D())
 		consider(e.Every.D())
 	}
-	return min(max(shortest/4, 2*time.Millisecond), 250*time.Millisecond)
+	return min(max(shortest/2, 2*time.Millisecond), 250*time.Millisecond)
 }
 
 // ValidateOne is Validate for one strategy.
@@ -184,8 +184,8 @@ func ValidateOne(sc *Scenario, strategy string) (Comparison, error) {
 }
 
 // RunRealSteady is RunReal, again while the machine disturbs the run (see
-// maxLag), up to maxRealTries times. It returns the least disturbed run
-// and the number of runs made.
+// disturbed), up to maxRealTries times. It returns the least disturbed
+// run and the number of runs made.
 func RunRealSteady(sc *Scenario, strategy string) (*Result, int, error) {
 	var real *Result
 	tries := 0
@@ -195,23 +195,59 @@ func RunRealSteady(sc *Scenario, strategy string) (*Result, int, error) {
 		if err != nil {
 			return nil, tries, fmt.Errorf("%s, %s, real fleet: %w", sc.Name, strategy, err)
 		}
-		if real == nil || r.lag < real.lag {
-			real = r
-		}
-		if r.lag <= sc.maxLag() {
+		real = steadier(real, r)
+		if sc.disturbed(r) == "" {
 			break
 		}
 	}
 	return real, tries, nil
 }
 
+// steadier returns the less disturbed of two real runs (a may be nil).
+func steadier(a, b *Result) *Result {
+	if a == nil || b.lag+overheadOf(b) < a.lag+overheadOf(a) {
+		return b
+	}
+	return a
+}
+
+// overheadOf is a real run's client overhead: the median time to headers
+// of its successful attempts on the fastest backends, less their service
+// time's median.
+func overheadOf(r *Result) time.Duration {
+	if len(r.overheads) == 0 {
+		return 0
+	}
+	o := slices.Clone(r.overheads)
+	slices.Sort(o)
+	return time.Duration(max(o[len(o)/2], 0))
+}
+
+// disturbed says why the machine, rather than lb, decided a real run of
+// sc, or "": it left the fleet without a CPU for longer than maxLag, or
+// kept it so busy that the calls' overhead passed half the fastest
+// backends' median service time (the fleet was saturated, and its calls
+// queued for the CPU).
+func (sc *Scenario) disturbed(r *Result) string {
+	fastest := time.Duration(math.MaxInt64)
+	for _, g := range sc.Backends {
+		fastest = min(fastest, g.Median.D())
+	}
+	switch o := overheadOf(r); {
+	case r.lag > sc.maxLag():
+		return fmt.Sprintf("the machine left the real fleet without a CPU for up to %v (the scenario's timing needs under %v)", r.lag.Round(time.Millisecond), sc.maxLag())
+	case o > max(fastest/2, 2*time.Millisecond):
+		return fmt.Sprintf("the real fleet's calls took %v more than their service time (more than half of %v: the machine was saturated)", o.Round(100*time.Microsecond), fastest)
+	}
+	return ""
+}
+
 // Compare runs sc with strategy in lbsim over simSeeds seeds and holds it
 // against real, a real run of it (tries: the real runs made).
 func Compare(sc *Scenario, strategy string, real *Result, tries int) (Comparison, error) {
 	sim := *sc
-	if !sc.Load.given.has("overhead") && len(real.overheads) > 0 {
-		slices.Sort(real.overheads)
-		sim.Load.Overhead = Duration(max(real.overheads[len(real.overheads)/2], 0))
+	if !sc.Load.given.has("overhead") {
+		sim.Load.Overhead = Duration(overheadOf(real))
 	}
 	var sims []*Result
 	for k := range simSeeds {
@@ -225,8 +261,8 @@ func Compare(sc *Scenario, strategy string, real *Result, tries int) (Comparison
 	}
 	c := Comparison{Scenario: sc.Name, Strategy: strategy, Backends: real.Backends, Focus: sc.focus(), Alike: sc.alike(),
 		Sim: figuresOf(sims), Real: figuresOf([]*Result{real}), Overhead: sim.Load.Overhead.D(), Lag: real.lag, Tries: tries}
-	if real.lag > sc.maxLag() {
-		c.Disturbed = fmt.Sprintf("the machine left the real fleet without a CPU for up to %v in each of %d runs (the scenario's timing needs under %v)", real.lag.Round(time.Millisecond), tries, sc.maxLag())
+	if why := sc.disturbed(real); why != "" {
+		c.Disturbed = fmt.Sprintf("%s, in each of %d runs", why, tries)
 	}
 	for _, e := range real.realErrors {
 		c.Notes = append(c.Notes, e.Error())
