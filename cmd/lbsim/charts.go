@@ -23,15 +23,21 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
+// chartNames are the charts WriteCharts can write.
+var chartNames = []string{"load", "latency", "keys-moved", "share"}
+
 // pngDPI is the resolution of the PNG charts.
 const pngDPI = 110
 
 // WriteCharts writes the scenario's charts into dir, as PNG and SVG:
 // <prefix>-load (load per backend over time, one panel per strategy),
-// <prefix>-latency (latency CDF and tail per strategy) and, when the
-// picker's set changed and a hash strategy ran, <prefix>-keys-moved. It
-// returns the files written.
-func WriteCharts(dir, prefix string, sc *Scenario, results []*Result) ([]string, error) {
+// <prefix>-latency (latency CDF and tail per strategy), when the
+// picker's set changed and a hash strategy ran, <prefix>-keys-moved, and
+// when the scenario has events, <prefix>-share (the focus backend's share
+// of the attempts over time). It returns the files written.
+//
+// With only, it writes only the charts named (see chartNames).
+func WriteCharts(dir, prefix string, sc *Scenario, results []*Result, only ...string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -48,8 +54,14 @@ func WriteCharts(dir, prefix string, sc *Scenario, results []*Result) ([]string,
 	if hasMoves(results) {
 		charts = append(charts, chart{"keys-moved", 11 * vg.Inch, 4.5 * vg.Inch, func(c draw.Canvas) { drawMoves(c, sc, results) }})
 	}
+	if hasEvents(sc) {
+		charts = append(charts, chart{"share", 11 * vg.Inch, 4.5 * vg.Inch, func(c draw.Canvas) { drawShares(c, sc, results) }})
+	}
 	var files []string
 	for _, ch := range charts {
+		if len(only) > 0 && !slices.Contains(only, ch.name) {
+			continue
+		}
 		base := filepath.Join(dir, prefix+"-"+ch.name)
 		png := vgimg.NewWith(vgimg.UseWH(ch.w, ch.h), vgimg.UseDPI(pngDPI), vgimg.UseBackgroundColor(color.White))
 		ch.draw(draw.New(png))

@@ -99,3 +99,31 @@ func TestRunHelp(t *testing.T) {
 	require.ErrorIs(t, err, flag.ErrHelp)
 	assert.Contains(t, errs.String(), "-scenario")
 }
+
+// -validate runs a validation scenario in lbsim and on a real loopback
+// fleet, prints the side-by-side table, and writes the JSON and the chart.
+func TestRunValidate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sc := filepath.Join(dir, "tiny.json")
+	require.NoError(t, os.WriteFile(sc, []byte(`{
+	  "name": "tiny", "description": "two backends, one killed",
+	  "duration": "400ms", "clients": 1,
+	  "load": {"arrivals": "paced", "rate": 100, "timeout": "1s"},
+	  "outlier_detection": {},
+	  "backends": [{"count": 2, "median": "5ms", "sigma": 0}],
+	  "events": [{"at": "200ms", "kind": "kill", "backend": "b01"}],
+	  "strategies": ["round-robin"]
+	}`), 0o644))
+	var out, errs bytes.Buffer
+	jsonPath := filepath.Join(dir, "out.json")
+	err := run([]string{"-validate", sc, "-validate-json", jsonPath, "-out", dir}, &out, &errs)
+	require.NoError(t, err, errs.String())
+	assert.Contains(t, out.String(), "| scenario | strategy | requests | focus backend's share |")
+	assert.Contains(t, out.String(), "| tiny | round-robin | 40 / 40 | b01: ")
+	assert.Contains(t, out.String(), "- tiny, round-robin: b00 ")
+	data, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"Scenario": "tiny"`)
+	assert.Contains(t, errs.String(), "wrote "+filepath.Join(dir, "lbsim-validate.png"))
+}

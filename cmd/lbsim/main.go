@@ -16,12 +16,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,19 +40,21 @@ func main() {
 
 // config is what the flags say.
 type config struct {
-	scenario   string
-	validate   string
-	seed       uint64
-	requests   int64
-	strategies string
-	out        string
-	prefix     string
-	parallel   int
-	fleet      Scenario // the fleet when there is no scenario file
-	median     time.Duration
-	slowFactor float64
-	zipf       float64
-	set        map[string]bool // flags given on the command line
+	scenario     string
+	validate     string
+	validateJSON string
+	seed         uint64
+	requests     int64
+	strategies   string
+	out          string
+	prefix       string
+	charts       string
+	parallel     int
+	fleet        Scenario // the fleet when there is no scenario file
+	median       time.Duration
+	slowFactor   float64
+	zipf         float64
+	set          map[string]bool // flags given on the command line
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -59,11 +63,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.scenario, "scenario", "", "scenario file (JSON); without it, the fleet flags below describe a uniform fleet")
 	fs.StringVar(&c.validate, "validate", "", "validation: run the scenarios of this directory (or file) in lbsim and on a real loopback fleet through lb's Transport, and print them side by side")
+	fs.StringVar(&c.validateJSON, "validate-json", "", "with -validate: also write the comparisons to this file, as JSON")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the simulator's random draws (overrides the scenario's)")
 	fs.Int64Var(&c.requests, "requests", 0, "number of requests: sets the duration to requests/rate (overrides the scenario's duration; its events must still fit)")
 	fs.StringVar(&c.strategies, "strategies", "", "comma-separated strategies (default all: "+strings.Join(strategyNames, ",")+")")
 	fs.StringVar(&c.out, "out", "", "directory for the charts (PNG and SVG); none when empty")
 	fs.StringVar(&c.prefix, "prefix", "", "file name prefix of the charts (default lbsim-<scenario name>)")
+	fs.StringVar(&c.charts, "charts", "", "comma-separated charts to write with -out: load, latency, keys-moved, share (default: every one that applies)")
 	fs.IntVar(&c.parallel, "parallel", runtime.GOMAXPROCS(0), "strategies simulated at once")
 	// The fleet without a scenario file; with one, these override it when given.
 	f := &c.fleet
@@ -193,7 +199,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-parallel is %d; it must be >= 1", c.parallel)
 	}
 	if c.validate != "" {
-		return runValidation(c.validate, stdout)
+		return runValidation(c.validate, c.validateJSON, c.out, stdout, stderr)
 	}
 	sc, err := c.loadScenario()
 	if err != nil {
@@ -211,7 +217,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if prefix == "" {
 			prefix = "lbsim-" + sc.Name
 		}
-		files, err := WriteCharts(c.out, prefix, sc, results)
+		var only []string
+		if c.charts != "" {
+			only = strings.Split(c.charts, ",")
+			for _, name := range only {
+				if !slices.Contains(chartNames, name) {
+					return fmt.Errorf("-charts: unknown chart %q; the charts are %s", name, strings.Join(chartNames, ", "))
+				}
+			}
+		}
+		files, err := WriteCharts(c.out, prefix, sc, results, only...)
 		if err != nil {
 			return err
 		}
@@ -302,7 +317,7 @@ func loadText(l Load) string {
 
 // runValidation runs the validation scenarios and prints the side-by-side
 // table, and each backend's share.
-func runValidation(path string, w io.Writer) error {
+func runValidation(path, jsonPath, out string, w, stderr io.Writer) error {
 	scs, err := validationScenarios(path)
 	if err != nil {
 		return err
@@ -315,7 +330,25 @@ func runValidation(path string, w io.Writer) error {
 		}
 		all = append(all, cs...)
 	}
-	fmt.Fprintln(w, "Each cell: lbsim (mean of", simSeeds, "seeds) / real (lb's Transport on loopback).")
+	if jsonPath != "" {
+		data, err := json.MarshalIndent(all, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonPath, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if out != "" {
+		files, err := WriteValidationCharts(out, all)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			fmt.Fprintln(stderr, "wrote", f)
+		}
+	}
+	fmt.Fprintln(w, "Each cell: lbsim (mean of", simSeeds, "seeds) / real (lb's Transport on loopback). Shares are compared per class of alike backends (their total); * marks a focus backend that is one of such a class.")
 	fmt.Fprintln(w)
 	WriteComparisons(w, all)
 	fmt.Fprintln(w)

@@ -41,10 +41,13 @@ const simSeeds = 10
 // Figures is what a validation compares of one run (lbsim's: the mean
 // over simSeeds seeds).
 type Figures struct {
-	Requests, Attempts                  float64
-	Failed, Retried, Ejected, Hedged    float64
-	Shares                              []float64   // over all runs
-	RunShares                           [][]float64 // each run's
+	Requests, Attempts               float64
+	Failed, Retried, Ejected, Hedged float64
+	Shares                           []float64   // over all runs
+	RunShares                        [][]float64 // each run's
+	// FocusOver is the focus backend's share of the attempts in each
+	// tenth of the run (lbsim's: over all its runs).
+	FocusOver                           []float64
 	P50, P99                            time.Duration
 	PerTryTimeouts, BodyStalls, Denied  float64
 	Errors, StatusFailures, BodyFailure float64
@@ -54,6 +57,7 @@ type Figures struct {
 type Comparison struct {
 	Scenario  string
 	Strategy  string
+	Duration  time.Duration // the scenario's
 	Backends  []string
 	Focus     int     // the backend the scenario is about (its first event's, or its slowest)
 	Alike     [][]int // classes of backends that nothing tells apart
@@ -65,7 +69,7 @@ type Comparison struct {
 	Notes     []string      // what went wrong on the real fleet, if anything
 }
 
-func figuresOf(rs []*Result) Figures {
+func figuresOf(rs []*Result, focus int) Figures {
 	var f Figures
 	n := float64(len(rs))
 	var picks []float64
@@ -104,6 +108,7 @@ func figuresOf(rs []*Result) Figures {
 			f.Shares[i] = p / total
 		}
 	}
+	f.FocusOver = focusOver(rs, focus, chartBins)
 	slices.Sort(lat)
 	pooled := &Result{lat: lat}
 	f.P50, f.P99 = pooled.Quantile(0.5), pooled.Quantile(0.99)
@@ -259,8 +264,8 @@ func Compare(sc *Scenario, strategy string, real *Result, tries int) (Comparison
 		}
 		sims = append(sims, r)
 	}
-	c := Comparison{Scenario: sc.Name, Strategy: strategy, Backends: real.Backends, Focus: sc.focus(), Alike: sc.alike(),
-		Sim: figuresOf(sims), Real: figuresOf([]*Result{real}), Overhead: sim.Load.Overhead.D(), Lag: real.lag, Tries: tries}
+	c := Comparison{Scenario: sc.Name, Strategy: strategy, Duration: sc.Duration.D(), Backends: real.Backends, Focus: sc.focus(), Alike: sc.alike(),
+		Sim: figuresOf(sims, sc.focus()), Real: figuresOf([]*Result{real}, sc.focus()), Overhead: sim.Load.Overhead.D(), Lag: real.lag, Tries: tries}
 	if why := sc.disturbed(real); why != "" {
 		c.Disturbed = fmt.Sprintf("%s, in each of %d runs", why, tries)
 	}
@@ -290,7 +295,7 @@ func (sc *Scenario) focus() int {
 
 // alike returns the classes of backends that nothing tells apart: of the
 // same group, and named by the same events. Which of them a client ejects
-// first, say, is chance, so their shares are compared as a set.
+// first, say, is chance, so their shares are compared as a whole.
 func (sc *Scenario) alike() [][]int {
 	evs, _ := sc.expandEvents()
 	keys := map[string][]int{}
@@ -324,45 +329,34 @@ func (sc *Scenario) alike() [][]int {
 
 // matched returns the shares to compare, lbsim's (the mean over its
 // runs, with their standard deviation) and the real ones, with their
-// labels: each backend's, except that within a class of alike backends
-// each run's shares are taken in decreasing order ("b00-b03 #1" is the
-// largest of them).
+// labels: one per class of alike backends, the class's total share.
+// Within a class, which backend gets more is chance (which one a client
+// ejects last, say), and lbsim predicts the class's share, not how chance
+// splits it.
 func (c Comparison) matched() (sim, sd, real []float64, labels []string) {
 	for _, class := range c.Alike {
-		sims := make([][]float64, len(c.Sim.RunShares))
-		for j, run := range c.Sim.RunShares {
-			sims[j] = sortedShares(run, class)
+		total := func(shares []float64) float64 {
+			var t float64
+			for _, i := range class {
+				t += shares[i]
+			}
+			return t
 		}
-		r := sortedShares(c.Real.RunShares[0], class)
-		for k := range class {
-			label := c.Backends[class[k]]
-			if len(class) > 1 {
-				label = fmt.Sprintf("%s-%s #%d", c.Backends[class[0]], c.Backends[class[len(class)-1]], k+1)
-			}
-			var mean, sq float64
-			for _, run := range sims {
-				mean += run[k] / float64(len(sims))
-			}
-			for _, run := range sims {
-				sq += (run[k] - mean) * (run[k] - mean)
-			}
-			sim, sd = append(sim, mean), append(sd, math.Sqrt(sq/float64(max(len(sims)-1, 1))))
-			real, labels = append(real, r[k]), append(labels, label)
+		var mean, sq float64
+		for _, run := range c.Sim.RunShares {
+			mean += total(run) / float64(len(c.Sim.RunShares))
 		}
+		for _, run := range c.Sim.RunShares {
+			sq += (total(run) - mean) * (total(run) - mean)
+		}
+		label := c.Backends[class[0]]
+		if len(class) > 1 {
+			label = fmt.Sprintf("%s-%s", c.Backends[class[0]], c.Backends[class[len(class)-1]])
+		}
+		sim, sd = append(sim, mean), append(sd, math.Sqrt(sq/float64(max(len(c.Sim.RunShares)-1, 1))))
+		real, labels = append(real, total(c.Real.RunShares[0])), append(labels, label)
 	}
 	return sim, sd, real, labels
-}
-
-// sortedShares returns the shares of the backends of a class, largest
-// first (in the class's order when it has one backend).
-func sortedShares(shares []float64, class []int) []float64 {
-	out := make([]float64, len(class))
-	for k, i := range class {
-		out[k] = shares[i]
-	}
-	slices.Sort(out)
-	slices.Reverse(out)
-	return out
 }
 
 // Check returns how the comparison breaks the tolerances (nothing when it
@@ -398,7 +392,9 @@ func (c Comparison) shareTolerance(p, sd float64) float64 {
 }
 
 // WriteComparisons writes the side-by-side table: each cell is lbsim's
-// figure, then the real one.
+// figure, then the real one. The largest share gap is over the classes of
+// alike backends (their total shares); a focus backend's share marked *
+// is one of a class, and not compared alone.
 func WriteComparisons(w io.Writer, cs []Comparison) {
 	fmt.Fprintln(w, "| scenario | strategy | requests | focus backend's share | largest share gap | failed | retried | ejected | hedges | p50 | p99 | within tolerance |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -415,9 +411,15 @@ func WriteComparisons(w io.Writer, cs []Comparison) {
 		if len(c.Notes) > 0 {
 			ok += " (real fleet: " + strings.Join(c.Notes, "; ") + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s: %s / %s | %.1f pt | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n",
+		mark := ""
+		for _, class := range c.Alike {
+			if len(class) > 1 && slices.Contains(class, c.Focus) {
+				mark = "*"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s: %s / %s%s | %.1f pt | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n",
 			c.Scenario, c.Strategy, pair(c.Sim.Requests, c.Real.Requests),
-			c.Backends[c.Focus], pct(c.Sim.Shares[c.Focus]), pct(c.Real.Shares[c.Focus]), 100*gap,
+			c.Backends[c.Focus], pct(c.Sim.Shares[c.Focus]), pct(c.Real.Shares[c.Focus]), mark, 100*gap,
 			pair(c.Sim.Failed, c.Real.Failed), pair(c.Sim.Retried, c.Real.Retried), pair(c.Sim.Ejected, c.Real.Ejected),
 			pair(c.Sim.Hedged, c.Real.Hedged), ms(c.Sim.P50), ms(c.Real.P50), ms(c.Sim.P99), ms(c.Real.P99), ok)
 	}
@@ -459,4 +461,33 @@ func validationScenarios(path string) ([]*Scenario, error) {
 		out = append(out, sc)
 	}
 	return out, nil
+}
+
+// chartBins is how many bins of time the share-over-time charts have.
+const chartBins = 20
+
+// focusOver returns backend focus's share of the attempts of runs rs in
+// each of bins bins of time (NaN in a bin without attempts).
+func focusOver(rs []*Result, focus, bins int) []float64 {
+	mine := make([]float64, bins)
+	all := make([]float64, bins)
+	for _, r := range rs {
+		for i, row := range r.PicksOver {
+			for k, n := range row {
+				b := k * bins / len(row)
+				all[b] += float64(n)
+				if i == focus {
+					mine[b] += float64(n)
+				}
+			}
+		}
+	}
+	out := make([]float64, bins)
+	for b := range out {
+		out[b] = math.NaN()
+		if all[b] > 0 {
+			out[b] = mine[b] / all[b]
+		}
+	}
+	return out
 }
