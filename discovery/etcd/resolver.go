@@ -16,13 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
 )
 
 // Resolver is an lb.Resolver over the keys under a prefix in etcd. Watch
@@ -141,7 +141,7 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 			failures = 0 // compaction: list again now
 		} else {
 			failures++
-			wait = jitter(backoff(failures, minBackoff, r.MaxBackoff))
+			wait = backoff.Jitter(backoff.Exp(failures, minBackoff, r.MaxBackoff))
 		}
 		r.Logger.Warn("etcd: listing again; keeping the last set", "prefix", r.Prefix, "err", err, "retry_in", wait)
 		if wait > 0 {
@@ -251,18 +251,4 @@ func (st *watchState) set() []lb.Endpoint {
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Addr < eps[j].Addr })
 	return eps
-}
-
-// backoff is lo · 2^(n-1), at most hi.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	return min(d, hi)
-}
-
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
