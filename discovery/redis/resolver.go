@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
 )
 
 // Resolver is an lb.Resolver over one service's instances in Redis (see
@@ -182,7 +183,7 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 			failures = 0
 		}
 		failures++
-		wait := jitter(backoff(failures, minBackoff, r.MaxBackoff))
+		wait := backoff.Jitter(backoff.Exp(failures, minBackoff, r.MaxBackoff))
 		r.Logger.Warn("redis: following the service failed; keeping the last set and reconnecting",
 			"service", r.Service, "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
