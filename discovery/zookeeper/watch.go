@@ -328,7 +328,7 @@ func (st *watchState) emit() error {
 	if st.sent && lb.EqualEndpoints(st.last, eps) {
 		return nil
 	}
-	if err := st.update(cloneEndpoints(eps)); err != nil {
+	if err := st.update(lb.CloneEndpoints(eps)); err != nil {
 		return updateError{err}
 	}
 	st.last, st.sent = eps, true
