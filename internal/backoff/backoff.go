@@ -9,9 +9,13 @@ import (
 )
 
 // Exp is the wait before retry n (from 1): lo · 2^(n-1), at most hi.
+// It never overflows, and takes a step per doubling, not per retry.
 func Exp(n int, lo, hi time.Duration) time.Duration {
 	d := lo
-	for i := 1; i < n && d < hi; i++ {
+	for i := 1; i < n && d > 0 && d < hi; i++ {
+		if d > hi/2 {
+			return hi
+		}
 		d *= 2
 	}
 	return min(d, hi)

@@ -1,6 +1,7 @@
 package backoff_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -28,6 +29,10 @@ func TestExp(t *testing.T) {
 		assert.Equal(t, tt.want, backoff.Exp(tt.give, lo, hi), "retry %d", tt.give)
 	}
 	assert.Equal(t, time.Second, backoff.Exp(1, 2*time.Second, time.Second), "lo above hi")
+	assert.Zero(t, backoff.Exp(1<<40, 0, hi), "lo of 0")
+	huge := time.Duration(math.MaxInt64)
+	assert.Equal(t, huge, backoff.Exp(1<<40, time.Second, huge), "no overflow below a hi near the limit")
+	assert.Equal(t, time.Duration(1<<62), backoff.Exp(63, 1, huge))
 }
 
 func TestJitter(t *testing.T) {
