@@ -165,3 +165,18 @@ func PicksWork(t testing.TB, bal *lb.Balancer, n int) {
 		pk.Done(nil, 0)
 	}
 }
+
+// ConfigError runs r.Watch, which must return at once an error wrapping
+// lb.ErrInvalidConfig whose message holds each of want, without calling
+// update.
+func ConfigError(t testing.TB, r lb.Resolver, want ...string) {
+	t.Helper()
+	err := r.Watch(context.Background(), func([]lb.Endpoint) error {
+		t.Error("update called")
+		return nil
+	})
+	require.ErrorIs(t, err, lb.ErrInvalidConfig)
+	for _, w := range want {
+		assert.Contains(t, err.Error(), w)
+	}
+}

@@ -234,3 +234,11 @@ func TestFreePortAndUniq(t *testing.T) {
 	assert.NotEqual(t, resolvertest.Uniq("/a"), resolvertest.Uniq("/a"))
 	assert.Regexp(t, `^/run\d+/a$`, resolvertest.Uniq("/a"))
 }
+
+func TestConfigError(t *testing.T) {
+	t.Parallel()
+	resolvertest.ConfigError(t, lb.DNS{}, "lb: invalid configuration")
+	sp := &spy{TB: t}
+	resolvertest.ConfigError(sp, lb.DNS{}, "not in the message")
+	assert.True(t, sp.failed, "a message without what is wanted passed")
+}
