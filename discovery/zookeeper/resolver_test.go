@@ -433,13 +433,7 @@ func TestResolverConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.give.Watch(context.Background(), func([]lb.Endpoint) error {
-				t.Error("update called")
-				return nil
-			})
-			require.ErrorIs(t, err, lb.ErrInvalidConfig)
-			assert.Contains(t, err.Error(), "zookeeper.Resolver.")
-			assert.Contains(t, err.Error(), tt.want)
+			resolvertest.ConfigError(t, tt.give, "zookeeper.Resolver.", tt.want)
 		})
 	}
 }
