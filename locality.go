@@ -40,7 +40,10 @@ import (
 // on one tier and only the keys of the share that spills move; other calls
 // choose by a low-discrepancy sequence, so the shares are met closely. A
 // Balancer whose first tier takes every call picks exactly as one without
-// locality.
+// locality. (Clients in different zones send one key to different
+// backends: their first tiers differ. A Ring's LoadFactor bounds a tier's
+// loads against the calls in flight of the whole Balancer, which is
+// looser than the tier's own.)
 //
 // A field left "" is not compared: a client that sets only Zone treats
 // every other zone as Remote; one that sets none treats every backend as

@@ -284,7 +284,7 @@ func TestLocalityHashKeys(t *testing.T) {
 		// choose from at every step.
 		require.NoError(t, bal.SetHealthy("b-9:80", false))
 		bal.settle()
-		const n = 20000
+		const n = 5000
 		before := make([]string, n)
 		for i := range before {
 			pk, err := bal.Pick(fmt.Sprint("user-", i))
