@@ -164,6 +164,18 @@ func BenchmarkSubsetOf(b *testing.B) {
 	}
 }
 
+// BenchmarkSubsetsOf is the whole fleet's subsets at once, as a
+// simulation computes them: 10,000 clients over 5,000 backends.
+func BenchmarkSubsetsOf(b *testing.B) {
+	eps := subsetWorld(5000)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := SubsetsOf(eps, Subset{Size: 20, OrdinalLabel: "ordinal"}, 10000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkLocalityPickDone is a call through a Balancer with locality:
 // one tier taking every call (the client's zone is healthy: its picker is
 // used as it is), and two tiers (the zone spills 30%).

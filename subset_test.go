@@ -46,17 +46,13 @@ func grown(eps []Endpoint, m int) []Endpoint {
 	return out
 }
 
-// fleet returns the subsets of clients 0 to c-1 over eps, as addresses,
-// placing eps on the ring once.
+// fleet returns the subsets of clients 0 to c-1 over eps, as addresses.
 func fleet(t testing.TB, eps []Endpoint, s Subset, c int) [][]string {
-	pts, err := s.ring(eps)
+	subs, err := SubsetsOf(eps, s, c)
 	require.NoError(t, err)
 	out := make([][]string, c)
-	for i := range out {
-		s.ClientIndex = i
-		for _, j := range s.after(pts, s.position()) {
-			out[i] = append(out[i], eps[j].Addr)
-		}
+	for i, sub := range subs {
+		out[i] = endpointAddrs(sub)
 	}
 	return out
 }
@@ -396,4 +392,35 @@ func TestSubsetHealthChecks(t *testing.T) {
 		got = append(got, a)
 	}
 	assert.ElementsMatch(t, endpointAddrs(want), got)
+}
+
+// SubsetsOf gives each client what SubsetOf gives it.
+func TestSubsetsOf(t *testing.T) {
+	t.Parallel()
+	for _, s := range []Subset{{Size: 4}, {Size: 4, OrdinalLabel: "ordinal"}, {Size: 4, ByHash: true}, {Size: 40}} {
+		eps := subsetWorld(30)
+		all, err := SubsetsOf(eps, s, 12)
+		require.NoError(t, err)
+		require.Len(t, all, 12)
+		for c, got := range all {
+			s.ClientIndex = c
+			want, err := SubsetOf(eps, s)
+			require.NoError(t, err)
+			assert.Equal(t, want, got, "client %d, %+v", c, s)
+		}
+	}
+	for _, tt := range []struct {
+		give    Subset
+		clients int
+		want    string
+	}{
+		{Subset{Size: 2, ClientID: "x"}, 3, "Subset.ClientID is set; SubsetsOf places clients by index"},
+		{Subset{Size: 2, ClientCount: 5}, 6, "SubsetsOf for 6 clients; it must be from 0 to Subset.ClientCount (5)"},
+		{Subset{Size: 2}, -1, "SubsetsOf for -1 clients"},
+		{Subset{Size: 0}, 1, "Subset.Size is 0"},
+	} {
+		_, err := SubsetsOf(subsetWorld(3), tt.give, tt.clients)
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		assert.ErrorContains(t, err, tt.want)
+	}
 }
