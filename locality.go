@@ -48,7 +48,7 @@ import (
 // A field left "" is not compared: a client that sets only Zone treats
 // every other zone as Remote; one that sets none treats every backend as
 // Remote, and only priorities order the tiers. A backend without locality
-// labels is Remote unless the client sets no field. A priority label that
+// labels is Remote. A priority label that
 // is not a decimal integer from 0 to 4294967295 fails the Update (and
 // changes nothing). Balancer.Localities shows the tiers and their shares.
 type Locality struct {
