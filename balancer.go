@@ -68,6 +68,9 @@ type snapshot struct {
 	// available (the panic threshold): picks do not avoid any.
 	all bool
 	err error // non-nil: no picker (empty set, or closed)
+	// tiers are the locality tiers the picker was built over (WithLocality;
+	// see buildLocality), for Localities.
+	tiers []LocalityStats
 }
 
 // Option configures a Balancer.
@@ -86,6 +89,8 @@ type options struct {
 	clock        Clock
 	slowStart    SlowStart
 	slowStartSet bool
+	subset       *Subset   // WithSubset (subset.go)
+	locality     *Locality // WithLocality (locality.go)
 }
 
 // defaultOptions is the one place defaults are set.
@@ -144,6 +149,9 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 			return nil, err
 		}
 		o.outlier = od
+	}
+	if err := o.checkPlacement(); err != nil { // subsetting and locality (subset.go)
+		return nil, err
 	}
 	if o.slowStartSet {
 		ss, err := o.slowStart.withDefaults()
@@ -406,6 +414,13 @@ func (b *Balancer) Update(eps []Endpoint) error {
 	if err := validateSet(eps); err != nil {
 		return err
 	}
+	// With WithSubset, the Balancer keeps only the client's subset of eps
+	// (and with WithLocality, the locality labels of every endpoint are
+	// checked): everything below works on what placement returns.
+	eps, err := b.placement(eps)
+	if err != nil {
+		return err
+	}
 	b.buildMu.Lock()
 	defer b.buildMu.Unlock()
 	b.mu.Lock()
@@ -508,6 +523,11 @@ func sameMeta(m *backendMeta, e Endpoint) bool {
 func (b *Balancer) buildSnapshot(members []*Backend, gen uint64) (*snapshot, error) {
 	if len(members) == 0 {
 		return &snapshot{gen: gen, err: fmt.Errorf("%w: the endpoint set is empty", ErrNoEndpoints)}, nil
+	}
+	if b.opts.locality != nil {
+		// A picker per locality tier, each over the tier's available
+		// backends (or its whole set, in panic); see locality.go.
+		return b.buildLocality(members, gen)
 	}
 	avail := make([]*Backend, 0, len(members))
 	for _, be := range members {

@@ -229,26 +229,32 @@ func BenchmarkBalancerPickDone(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(bc.name+"/N=100/serial", func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				pk, _ := bal.Pick(keys[i&(keyPool-1)])
-				pk.Done(nil, 0)
-			}
-		})
-		b.Run(bc.name+"/N=100/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					pk, _ := bal.Pick(keys[i&(keyPool-1)])
-					pk.Done(nil, 0)
-					i++
-				}
-			})
-		})
+		benchPickDone(b, bc.name+"/N=100", bal, keys)
 		bal.Close()
 	}
+}
+
+// benchPickDone runs name/serial and name/parallel: Pick then Done through
+// bal, cycling keys.
+func benchPickDone(b *testing.B, name string, bal *Balancer, keys []string) {
+	b.Run(name+"/serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			pk, _ := bal.Pick(keys[i&(keyPool-1)])
+			pk.Done(nil, 0)
+		}
+	})
+	b.Run(name+"/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				pk, _ := bal.Pick(keys[i&(keyPool-1)])
+				pk.Done(nil, 0)
+				i++
+			}
+		})
+	})
 }
 
 func BenchmarkBuild(b *testing.B) {

@@ -13,7 +13,10 @@
 //   - A Balancer owns the live set of backends and their counters (calls in
 //     flight, failures, latency EWMA), swaps pickers atomically when the set
 //     changes, and ejects failing backends (OutlierDetection) or those a
-//     health check marks down (SetHealthy).
+//     health check marks down (SetHealthy). In large fleets it keeps only
+//     the client's deterministic subset of the set (Subset), and prefers
+//     the client's own zone, spilling over by priority and proximity as it
+//     loses healthy capacity (Locality).
 //
 // # Which strategy for which job
 //

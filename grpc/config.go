@@ -49,14 +49,15 @@ type config struct {
 // comparable: UpdateClientConnState compares it to decide whether the
 // Balancer must be replaced.
 //
-// Settings the Balancer gains later (slow start, subsetting) are added here
-// as further optional objects ("slowStart": {...}, "subset": {...}), each a
+// Settings the Balancer gains later (slow start) are added here as further
+// optional objects ("slowStart": {...}, like "subset": {...}), each a
 // pointer to a comparable struct, mapped to lb options in balancerOptions.
 type balancerKey struct {
 	Strategy         string         `json:"strategy"`
 	Ring             *ringConfig    `json:"ring"`
 	Maglev           *maglevConfig  `json:"maglev"`
 	OutlierDetection *outlierConfig `json:"outlierDetection"`
+	Subset           *subsetConfig  `json:"subset"`
 }
 
 type ringConfig struct {
@@ -66,6 +67,20 @@ type ringConfig struct {
 
 type maglevConfig struct {
 	TableSize int `json:"tableSize"`
+}
+
+// subsetConfig holds lb.Subset's fields. gRPC endpoints carry no labels,
+// so there is no ordinalLabel: backends are placed by their hash names.
+type subsetConfig struct {
+	Size        int    `json:"size"`
+	ClientIndex int    `json:"clientIndex"`
+	ClientCount int    `json:"clientCount"`
+	ClientID    string `json:"clientId"`
+	ByHash      bool   `json:"byHash"`
+}
+
+func (s *subsetConfig) lb() lb.Subset {
+	return lb.Subset{Size: s.Size, ClientIndex: s.ClientIndex, ClientCount: s.ClientCount, ClientID: s.ClientID, ByHash: s.ByHash}
 }
 
 // outlierConfig holds lb.OutlierDetection's fields. Durations are strings
@@ -245,6 +260,11 @@ func (k *balancerKey) validate() error {
 		}
 		b.Close()
 	}
+	if s := k.Subset; s != nil {
+		if _, err := lb.SubsetOf(nil, s.lb()); err != nil {
+			return invalidField("subset", err)
+		}
+	}
 	return nil
 }
 
@@ -292,18 +312,22 @@ func (k balancerKey) outlier() lb.OutlierDetection {
 }
 
 // balancerOptions are the lb options the config asks for (a logger aside).
-// Slow start and subsetting plug in here when lb has them.
+// Slow start plugs in here when lb has it.
 func (k balancerKey) balancerOptions() []lb.Option {
 	var opts []lb.Option
 	if k.OutlierDetection != nil {
 		opts = append(opts, lb.WithOutlierDetection(k.outlier()))
+	}
+	if k.Subset != nil {
+		opts = append(opts, lb.WithSubset(k.Subset.lb()))
 	}
 	return opts
 }
 
 // same reports whether k and o build the same lb.Balancer.
 func (k balancerKey) same(o balancerKey) bool {
-	return k.Strategy == o.Strategy && eq(k.Ring, o.Ring) && eq(k.Maglev, o.Maglev) && eq(k.OutlierDetection, o.OutlierDetection)
+	return k.Strategy == o.Strategy && eq(k.Ring, o.Ring) && eq(k.Maglev, o.Maglev) && eq(k.OutlierDetection, o.OutlierDetection) &&
+		eq(k.Subset, o.Subset)
 }
 
 func eq[T comparable](a, b *T) bool {
