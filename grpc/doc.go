@@ -37,9 +37,18 @@
 //	maglev             {"tableSize": 65537}: lb.Maglev's TableSize (a prime);
 //	                   only with "maglev"
 //	outlierDetection   {"consecutiveFailures": 5, "baseEjectionTime": "30s",
-//	                   "maxEjectionTime": "300s", "maxEjectionPercent": 50}:
+//	                   "maxEjectionTime": "300s", "maxEjectionPercent": 50,
+//	                   "interval": "10s", "successRateStdevFactor": 1.9,
+//	                   "successRateMinHosts": 5, "successRateRequestVolume": 100,
+//	                   "failurePercentageThreshold": 50,
+//	                   "failurePercentageMinHosts": 2,
+//	                   "failurePercentageRequestVolume": 20, "latencyFactor": 0}:
 //	                   lb.OutlierDetection, on when the object is present; zero
-//	                   or absent fields take lb's defaults
+//	                   or absent fields take lb's defaults, negative ones turn
+//	                   that rule off
+//	slowStart          {"window": "30s", "aggression": 1, "minWeight": 0.1}:
+//	                   lb.SlowStart, on when the object is present; window is
+//	                   required
 //	subset             {"size": 20, "clientIndex": 3, "clientCount": 0,
 //	                   "clientId": "", "byHash": false}: lb.Subset, on when the
 //	                   object is present: the ClientConn connects to size of the
@@ -48,9 +57,9 @@
 //	failureCodes       the status codes charged to a backend, by name or number;
 //	                   default ["UNAVAILABLE", "DEADLINE_EXCEEDED"]
 //
-// A config change that keeps strategy, ring, maglev, outlierDetection and
-// subset keeps the ClientConn's lb.Balancer and its counters; a change to
-// one of them starts a new one.
+// A config change that keeps strategy, ring, maglev, outlierDetection,
+// subset and slowStart keeps the ClientConn's lb.Balancer and its
+// counters; a change to one of them starts a new one.
 //
 // # Endpoints and connections
 //
