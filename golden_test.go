@@ -37,6 +37,10 @@ func TestGoldenPlacements(t *testing.T) {
 		{file: "golden_ring.txt", builder: Ring{}},
 		{file: "golden_ring_crc32.txt", builder: Ring{Hash: CRC32}},
 		{file: "golden_maglev.txt", builder: Maglev{}},
+		{file: "golden_groupcache.txt", builder: Ring{Compat: CompatGroupcache}},
+		{file: "golden_stathat.txt", builder: Ring{Compat: CompatStathat}},
+		{file: "golden_nginx.txt", builder: Ring{Compat: CompatNginx}},
+		{file: "golden_ringhash.txt", builder: Ring{Compat: CompatRingHash}},
 	} {
 		bs, err := NewBackends(goldenEndpoints())
 		require.NoError(t, err)

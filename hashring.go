@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -14,21 +16,29 @@ import (
 // a backend moves only the keys that now fall on its points (about 1/(N+1)
 // of them), and never moves a key between two backends that stay.
 //
-// The point of replica r of backend "host:port" is Hash("host:port#r"),
-// with r in decimal: since r never contains '#', two different (address,
-// replica) pairs never give the same string. Points whose hashes collide
-// are ordered by address, so placement does not depend on the order of
-// the backends. These rules, the default hash and the default replica
-// count are part of the compatibility promise: a key maps to the same
-// backend in every process and every release (a golden test pins it).
+// A backend is placed by its hash name (Backend.HashName: the endpoint's
+// HashKey, or its address when that is empty), so that its keys stay put
+// when it is re-addressed. The point of replica r of the backend named n
+// is Hash("n#r"), with r in decimal: since r never contains '#', two
+// different (name, replica) pairs never give the same string. Points whose
+// hashes collide are ordered by hash name, so placement does not depend on
+// the order of the backends. These rules, the default hash and the default
+// replica count are part of the compatibility promise: a key maps to the
+// same backend in every process and every release (a golden test pins it).
+//
+// Compat builds instead the ring another system builds (groupcache,
+// stathat/consistent, nginx, gRPC and Envoy ring_hash), so that lb and
+// that system place every key on the same node: see Compat.
 //
 // The zero value is ready to use: xxhash64, DefaultReplicas, no load bound.
 type Ring struct {
 	// Replicas is the number of points per unit of weight; 0 means
-	// DefaultReplicas. More points balance better and cost memory: about
-	// 19 bytes per point (RingPicker.MemoryBytes tells).
+	// DefaultReplicas (with Compat, that scheme's default). More points
+	// balance better and cost memory: about 19 bytes per point
+	// (RingPicker.MemoryBytes tells).
 	Replicas int
-	// Hash hashes keys and virtual-node names; nil means XXHash.
+	// Hash hashes keys and virtual-node names; nil means XXHash. It must be
+	// nil with Compat: each scheme fixes its hash.
 	Hash HashFunc
 	// LoadFactor, when not 0, bounds loads (consistent hashing with bounded
 	// loads, Mirrokni, Thorup and Zadimoghaddam 2016): no backend takes more
@@ -40,6 +50,15 @@ type Ring struct {
 	// Rand, when not nil, draws the random positions of empty keys
 	// instead of the runtime's generator (see Random.Rand).
 	Rand rand.Source
+	// Compat, when not CompatNone, reproduces another implementation's
+	// ring point for point (see the constants).
+	Compat Compat
+	// MinRingSize and MaxRingSize bound the number of points of a
+	// CompatRingHash ring, as ring_hash's minRingSize and maxRingSize do;
+	// 0 means gRPC's defaults, 1,024 and 4,096 (Envoy's maximum is
+	// 8,388,608: set MaxRingSize to match Envoy). They must be 0 with
+	// every other scheme.
+	MinRingSize, MaxRingSize int
 }
 
 // DefaultReplicas is the default number of ring points per unit of weight.
@@ -90,7 +109,7 @@ func (r Ring) validate() error {
 	if r.LoadFactor != 0 && !(r.LoadFactor >= 1 && r.LoadFactor <= 1e6) { // also rejects NaN
 		return fmt.Errorf("%w: Ring.LoadFactor is %v; it must be 0 (no bound) or from 1 to 1e6", ErrInvalidConfig, r.LoadFactor)
 	}
-	return nil
+	return r.validateCompat()
 }
 
 func (r Ring) build(backends []*Backend) (*RingPicker, error) {
@@ -100,13 +119,8 @@ func (r Ring) build(backends []*Backend) (*RingPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
-	replicas := r.Replicas
-	if replicas == 0 {
-		replicas = DefaultReplicas
-	}
-	hash := r.Hash
-	if hash == nil {
-		hash = XXHash
+	if err := checkHashNames(backends); err != nil {
+		return nil, err
 	}
 	p := &RingPicker{
 		backends:   backends,
@@ -116,37 +130,124 @@ func (r Ring) build(backends []*Backend) (*RingPicker, error) {
 		weights:    make([]float64, len(backends)),
 		group:      backends[0].group,
 	}
-	var total uint64
 	for i, b := range backends {
-		w := b.Weight()
-		p.weights[i] = float64(w)
-		p.totalWeight += float64(w)
-		total += uint64(w) * uint64(replicas)
-		if total > MaxRingPoints {
-			return nil, fmt.Errorf("%w: a Ring over these %d backends needs more than %d points (Replicas %d × the sum of the weights); lower Replicas or the weights",
-				ErrInvalidConfig, len(backends), MaxRingPoints, replicas)
-		}
+		p.weights[i] = float64(b.Weight())
+		p.totalWeight += p.weights[i]
 	}
-	n := int(total)
+	pts, err := r.points(backends)
+	if err != nil {
+		return nil, err
+	}
+	if r.Compat != CompatNone {
+		p.hash = r.Compat.keyHash()
+	}
+	p.t = newRingTable(pts.hs, pts.os, pts.rank, pts.dedupe)
+	return p, nil
+}
 
-	// Hash every virtual node: "host:port#r", the replica number in decimal
-	// written into one reused buffer.
-	hs := make([]uint64, n)
-	os := make([]uint32, n)
+// ringPoints are a ring's points before sorting: hs[i] is owned by backend
+// os[i]; points at one position are ordered by rank (and, with dedupe,
+// only the first stays).
+type ringPoints struct {
+	hs     []uint64
+	os     []uint32
+	rank   []uint32
+	dedupe bool
+}
+
+// points computes the ring's points under its scheme.
+func (r Ring) points(backends []*Backend) (ringPoints, error) {
+	switch r.Compat {
+	case CompatGroupcache, CompatStathat:
+		return r.groupcachePoints(backends)
+	case CompatNginx:
+		return nginxPoints(backends)
+	case CompatRingHash:
+		return r.ringHashPoints(backends)
+	}
+	replicas := r.Replicas
+	if replicas == 0 {
+		replicas = DefaultReplicas
+	}
+	hash := r.Hash
+	if hash == nil {
+		hash = XXHash
+	}
+	n, err := pointCount(backends, replicas, "Replicas")
+	if err != nil {
+		return ringPoints{}, err
+	}
+	// Hash every virtual node: "name#r", the backend's hash name and the
+	// replica number in decimal, written into one reused buffer.
+	pts := ringPoints{hs: make([]uint64, n), os: make([]uint32, n), rank: nameRanks(backends, false)}
 	var buf []byte
 	j := 0
 	for i, b := range backends {
-		buf = append(append(buf[:0], b.addr...), '#', '0')
+		buf = append(append(buf[:0], b.HashName()...), '#', '0')
 		for v := 0; v < b.Weight()*replicas; v++ {
 			if v > 0 {
 				buf = incDecimal(buf)
 			}
-			hs[j], os[j] = hash(bytesString(buf)), uint32(i)
+			pts.hs[j], pts.os[j] = hash(bytesString(buf)), uint32(i)
 			j++
 		}
 	}
-	p.t = newRingTable(hs, os, backends)
-	return p, nil
+	return pts, nil
+}
+
+// pointCount returns replicas × the sum of the weights, or an error when
+// that passes MaxRingPoints (field names the setting that sets replicas).
+func pointCount(backends []*Backend, replicas int, field string) (int, error) {
+	var total uint64
+	for _, b := range backends {
+		total += uint64(b.Weight()) * uint64(replicas)
+		if total > MaxRingPoints {
+			return 0, fmt.Errorf("%w: a Ring over these %d backends needs more than %d points (%s %d × the sum of the weights); lower %s or the weights",
+				ErrInvalidConfig, len(backends), MaxRingPoints, field, replicas, field)
+		}
+	}
+	return int(total), nil
+}
+
+// nameRanks returns each backend's rank in the order of hash names
+// (descending with desc), which orders points that share a position.
+func nameRanks(backends []*Backend, desc bool) []uint32 {
+	order := make([]int, len(backends))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(backends[a].HashName(), backends[b].HashName()) })
+	rank := make([]uint32, len(backends))
+	for pos, i := range order {
+		if desc {
+			pos = len(order) - 1 - pos
+		}
+		rank[i] = uint32(pos)
+	}
+	return rank
+}
+
+// checkHashNames rejects two backends with the same hash name (a Balancer's
+// sets are validated already; backends made by separate NewBackends calls
+// are not).
+func checkHashNames(backends []*Backend) error {
+	var seen map[string]string
+	for _, b := range backends {
+		if b.HashName() != b.addr && seen == nil {
+			seen = make(map[string]string, len(backends))
+		}
+	}
+	if seen == nil {
+		return nil // every hash name is an address, and those are unique
+	}
+	for _, b := range backends {
+		name := b.HashName()
+		if other, dup := seen[name]; dup {
+			return fmt.Errorf("%w: hash name %q of %q is also the hash name of %q; HashKeys (or the addresses of endpoints without one) must be unique", ErrDuplicateEndpoint, name, b.addr, other)
+		}
+		seen[name] = b.addr
+	}
+	return nil
 }
 
 // incDecimal adds one to the decimal number at the end of b.

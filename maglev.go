@@ -73,6 +73,9 @@ func (g Maglev) build(backends []*Backend) (*MaglevPicker, error) {
 	if err := checkBackends(backends); err != nil {
 		return nil, err
 	}
+	if err := checkHashNames(backends); err != nil {
+		return nil, err
+	}
 	m := g.TableSize
 	if m == 0 {
 		m = DefaultMaglevTableSize
@@ -89,14 +92,14 @@ func (g Maglev) build(backends []*Backend) (*MaglevPicker, error) {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(backends[a].addr, backends[b].addr) })
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(backends[a].HashName(), backends[b].HashName()) })
 
 	mm := uint64(m)
 	type perm struct{ next, skip uint64 }
 	perms := make([]perm, len(backends))
 	var maxW int64
 	for i, b := range backends {
-		h := xxhash.Sum64String(b.addr)
+		h := xxhash.Sum64String(b.HashName())
 		perms[i] = perm{next: uint64(uint32(h)) % mm, skip: (h>>32)%(mm-1) + 1}
 		maxW = max(maxW, int64(b.Weight()))
 	}
