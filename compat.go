@@ -177,7 +177,7 @@ func (r Ring) groupcachePoints(backends []*Backend) (ringPoints, error) {
 		return ringPoints{}, err
 	}
 	// The node added last wins a collision: the greatest name first.
-	pts := ringPoints{hs: make([]uint64, 0, n), os: make([]uint32, 0, n), rank: nameRanks(backends, true), dedupe: true}
+	pts := ringPoints{hs: make([]uint64, 0, n), os: make([]uint32, 0, n), rank: nameRanks(backends, true), dedupe: true, compact: true}
 	var buf []byte
 	for i, b := range backends {
 		name := b.HashName()
@@ -216,7 +216,7 @@ func nginxPoints(backends []*Backend) (ringPoints, error) {
 		return ringPoints{}, err
 	}
 	// Of equal points nginx keeps the first: the smallest name first.
-	pts := ringPoints{hs: make([]uint64, 0, n), os: make([]uint32, 0, n), rank: nameRanks(backends, false), dedupe: true}
+	pts := ringPoints{hs: make([]uint64, 0, n), os: make([]uint32, 0, n), rank: nameRanks(backends, false), dedupe: true, compact: true}
 	var prev [4]byte
 	for i, b := range backends {
 		host, port := nginxServer(b.HashName())

@@ -30,9 +30,15 @@ func goldenEndpoints() []Endpoint {
 
 func TestGoldenPlacements(t *testing.T) {
 	t.Parallel()
+	// 300 backends of weights 1 to 3: 600 units, past RingExactWeight.
+	scaled := make([]Endpoint, 300)
+	for i := range scaled {
+		scaled[i] = Endpoint{Addr: fmt.Sprintf("10.0.%d.%d:8080", i/250, i%250+1), Weight: 1 + i%3}
+	}
 	for _, tt := range []struct {
 		file    string
 		builder Builder
+		eps     []Endpoint // nil: goldenEndpoints
 	}{
 		{file: "golden_ring.txt", builder: Ring{}},
 		{file: "golden_ring_crc32.txt", builder: Ring{Hash: CRC32}},
@@ -41,8 +47,13 @@ func TestGoldenPlacements(t *testing.T) {
 		{file: "golden_stathat.txt", builder: Ring{Compat: CompatStathat}},
 		{file: "golden_nginx.txt", builder: Ring{Compat: CompatNginx}},
 		{file: "golden_ringhash.txt", builder: Ring{Compat: CompatRingHash}},
+		{file: "golden_ring_scaled.txt", builder: Ring{}, eps: scaled},
 	} {
-		bs, err := NewBackends(goldenEndpoints())
+		eps := tt.eps
+		if eps == nil {
+			eps = goldenEndpoints()
+		}
+		bs, err := NewBackends(eps)
 		require.NoError(t, err)
 		p, err := tt.builder.Build(bs)
 		require.NoError(t, err)

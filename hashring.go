@@ -74,7 +74,9 @@ const MaxRingPoints = 1 << 23
 // PreferenceLister.
 type RingPicker struct {
 	backends []*Backend
-	t        ringTable
+	t        ringTable   // exact 64-bit positions, when c is nil
+	c        *ringTable32 // 32-bit positions: uint32(key hash >> cshift)
+	cshift   uint
 	hash     HashFunc // nil: xxhash64, called directly
 	rnd      randSource
 
@@ -141,6 +143,13 @@ func (r Ring) build(backends []*Backend) (*RingPicker, error) {
 	if r.Compat != CompatNone {
 		p.hash = r.Compat.keyHash()
 	}
+	if pts.compact && len(backends) <= maxTable32Owners {
+		p.c, p.cshift = newRingTable32(pts.hs, pts.os, pts.rank, pts.dedupe), pts.shift
+		return p, nil
+	}
+	for i := range pts.hs {
+		pts.hs[i] >>= pts.shift
+	}
 	p.t = newRingTable(pts.hs, pts.os, pts.rank, pts.dedupe)
 	return p, nil
 }
@@ -153,6 +162,10 @@ type ringPoints struct {
 	os     []uint32
 	rank   []uint32
 	dedupe bool
+	// compact: positions are hs[i] >> shift, below 2^32, and so are keys'
+	// (their hash >> shift): the ring fits a ringTable32.
+	compact bool
+	shift   uint
 }
 
 // points computes the ring's points under its scheme.
@@ -164,6 +177,9 @@ func (r Ring) points(backends []*Backend) (ringPoints, error) {
 		return nginxPoints(backends)
 	case CompatRingHash:
 		return r.ringHashPoints(backends)
+	}
+	if r.Replicas == 0 && r.Hash == nil && totalWeight(backends) > RingExactWeight {
+		return scaledPoints(backends), nil
 	}
 	replicas := r.Replicas
 	if replicas == 0 {
@@ -269,20 +285,18 @@ func incDecimal(b []byte) []byte {
 	return b
 }
 
-func (p *RingPicker) hashKey(key string) uint64 {
-	if p.hash == nil {
-		return xxhash.Sum64String(key)
-	}
-	return p.hash(key)
-}
-
 // position returns the ring position a key starts from: its hash, or a
 // random position for the empty key.
 func (p *RingPicker) position(key string) uint64 {
-	if key == "" {
+	switch {
+	case key == "" && p.c != nil:
+		return p.rnd.uint64() >> (32 - p.cshift) // uniform over the positions
+	case key == "":
 		return p.t.randomPosition(p.rnd)
+	case p.hash == nil:
+		return xxhash.Sum64String(key)
 	}
-	return p.hashKey(key)
+	return p.hash(key)
 }
 
 // Pick returns the key's backend: the owner of the first point clockwise
@@ -293,13 +307,18 @@ func (p *RingPicker) Pick(key string) (*Backend, error) {
 	var h uint64 // written out: this is the hot path
 	switch {
 	case key == "":
-		h = p.t.randomPosition(p.rnd)
+		h = p.position(key)
 	case p.hash == nil:
 		h = xxhash.Sum64String(key)
 	default:
 		h = p.hash(key)
 	}
-	o := p.t.lookup(h)
+	var o uint32
+	if p.c != nil {
+		o = p.c.lookup(uint32(h >> p.cshift))
+	} else {
+		o = p.t.lookup(h)
+	}
 	if p.loadFactor == 0 {
 		return p.backends[o], nil
 	}
@@ -311,7 +330,23 @@ func (p *RingPicker) Pick(key string) (*Backend, error) {
 	if b := p.backends[o]; float64(b.inflight.Load()+1) <= math.Ceil(unit*p.weights[o]) {
 		return b, nil // the key's own backend has room: the common case
 	}
-	return p.bounded(p.t.search(h), unit), nil
+	return p.bounded(p.search(h), unit), nil
+}
+
+// search returns the index of the first point at or after position h.
+func (p *RingPicker) search(h uint64) int {
+	if p.c != nil {
+		return p.c.search(uint32(h >> p.cshift))
+	}
+	return p.t.search(h)
+}
+
+// owner returns the backend index of point i.
+func (p *RingPicker) owner(i int) uint32 {
+	if p.c != nil {
+		return p.c.owner(i)
+	}
+	return p.t.own[i]
 }
 
 // bounded walks clockwise from point i to the first backend below its
@@ -319,10 +354,10 @@ func (p *RingPicker) Pick(key string) (*Backend, error) {
 // capacities add up to at least LoadFactor × (in flight + 1), more than is
 // in flight.
 func (p *RingPicker) bounded(i int, unit float64) *Backend {
-	n := len(p.t.own)
+	n := p.Points()
 	first := i
 	for steps := 0; steps < n; steps++ {
-		o := p.t.own[i]
+		o := p.owner(i)
 		b := p.backends[o]
 		if float64(b.inflight.Load()+1) <= math.Ceil(unit*p.weights[o]) {
 			return b
@@ -331,7 +366,7 @@ func (p *RingPicker) bounded(i int, unit float64) *Backend {
 			i = 0
 		}
 	}
-	return p.backends[p.t.own[first]]
+	return p.backends[p.owner(first)]
 }
 
 // AppendPreferences appends to dst up to n distinct backends in the key's
@@ -344,14 +379,14 @@ func (p *RingPicker) AppendPreferences(dst []*Backend, key string, n int) []*Bac
 	if n <= 0 {
 		return dst
 	}
-	i := p.t.search(p.position(key))
-	own := p.t.own
-	return appendDistinct(dst, p.backends, n, len(own), func(step int) uint32 {
+	i := p.search(p.position(key))
+	points := p.Points()
+	return appendDistinct(dst, p.backends, n, points, func(step int) uint32 {
 		j := i + step
-		if j >= len(own) {
-			j -= len(own)
+		if j >= points {
+			j -= points
 		}
-		return own[j]
+		return p.owner(j)
 	})
 }
 
@@ -390,9 +425,18 @@ func containsBackend(bs []*Backend, b *Backend) bool {
 func (p *RingPicker) Backends() []*Backend { return p.backends }
 
 // Points returns the number of points on the ring.
-func (p *RingPicker) Points() int { return len(p.t.own) }
+func (p *RingPicker) Points() int {
+	if p.c != nil {
+		return p.c.points()
+	}
+	return len(p.t.own)
+}
 
 // MemoryBytes returns the memory the ring's tables hold, in bytes.
 func (p *RingPicker) MemoryBytes() int {
-	return p.t.memoryBytes() + len(p.weights)*8 + len(p.backends)*8
+	tables := p.t.memoryBytes()
+	if p.c != nil {
+		tables = p.c.memoryBytes()
+	}
+	return tables + len(p.weights)*8 + len(p.backends)*8
 }
