@@ -74,7 +74,7 @@ const MaxRingPoints = 1 << 23
 // PreferenceLister.
 type RingPicker struct {
 	backends []*Backend
-	t        ringTable   // exact 64-bit positions, when c is nil
+	t        ringTable    // exact 64-bit positions, when c is nil
 	c        *ringTable32 // 32-bit positions: uint32(key hash >> cshift)
 	cshift   uint
 	hash     HashFunc // nil: xxhash64, called directly
