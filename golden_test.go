@@ -48,6 +48,7 @@ func TestGoldenPlacements(t *testing.T) {
 		{file: "golden_nginx.txt", builder: Ring{Compat: CompatNginx}},
 		{file: "golden_ringhash.txt", builder: Ring{Compat: CompatRingHash}},
 		{file: "golden_ring_scaled.txt", builder: Ring{}, eps: scaled},
+		{file: "golden_maglev_large.txt", builder: Maglev{}, eps: scaled},
 	} {
 		eps := tt.eps
 		if eps == nil {
