@@ -62,6 +62,10 @@ var benchCases = []benchCase{
 	{name: "RingBounded", builder: Ring{LoadFactor: 1.25}, keyed: true},
 	{name: "RingCRC32", builder: Ring{Hash: CRC32}, keyed: true},
 	{name: "Maglev", builder: Maglev{}, keyed: true},
+	{name: "Anchor", builder: &Anchor{}, keyed: true},
+	{name: "RingGroupcache", builder: Ring{Compat: CompatGroupcache}, keyed: true},
+	{name: "RingNginx", builder: Ring{Compat: CompatNginx}, keyed: true},
+	{name: "RingHash", builder: Ring{Compat: CompatRingHash}, keyed: true},
 }
 
 // BenchmarkBareCounter is the floor a round robin is held to: one shared

@@ -318,7 +318,7 @@ func TestHashNamesCollide(t *testing.T) {
 func hashBuilders() []Builder {
 	return []Builder{
 		Ring{}, Ring{Hash: CRC32}, Ring{Compat: CompatGroupcache}, Ring{Compat: CompatStathat},
-		Ring{Compat: CompatNginx}, Ring{Compat: CompatRingHash}, Maglev{},
+		Ring{Compat: CompatNginx}, Ring{Compat: CompatRingHash}, Maglev{}, &Anchor{},
 	}
 }
 

@@ -49,6 +49,8 @@ func TestGoldenPlacements(t *testing.T) {
 		{file: "golden_ringhash.txt", builder: Ring{Compat: CompatRingHash}},
 		{file: "golden_ring_scaled.txt", builder: Ring{}, eps: scaled},
 		{file: "golden_maglev_large.txt", builder: Maglev{}, eps: scaled},
+		{file: "golden_anchor.txt", builder: &Anchor{}},
+		{file: "golden_anchor_history.txt", builder: anchorWithHistory(t), eps: anchorHistoryEnd()},
 	} {
 		eps := tt.eps
 		if eps == nil {
@@ -82,4 +84,22 @@ func TestGoldenPlacements(t *testing.T) {
 		}
 		require.Equal(t, 1000, line, "%s: the golden file has %d lines", tt.file, line)
 	}
+}
+
+// anchorWithHistory is an Anchor that has seen the golden set, then lost
+// two backends, then gained one: the golden file pins where its history
+// leads (its next Build is over anchorHistoryEnd).
+func anchorWithHistory(t *testing.T) *Anchor {
+	var a Anchor
+	eps := goldenEndpoints()
+	for _, set := range [][]Endpoint{eps, append(append([]Endpoint{}, eps[:3]...), eps[4:9]...)} {
+		_, err := a.New(set)
+		require.NoError(t, err)
+	}
+	return &a
+}
+
+func anchorHistoryEnd() []Endpoint {
+	eps := goldenEndpoints()
+	return append(append(append([]Endpoint{}, eps[:3]...), eps[4:9]...), Endpoint{Addr: "10.0.0.11:8080", Weight: 2})
 }
