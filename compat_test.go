@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-lb/lb/internal/crcforce"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -159,7 +160,7 @@ func TestCompatRingsMatchReference(t *testing.T) {
 		keys := randomKeys(20000, 11)
 		for _, pt := range pts[:200] {
 			for _, d := range []uint32{0, 1, ^uint32(0)} { // on the point, just after, just before
-				keys = append(keys, string(forceCRC32([]byte("k"), uint32(pt.h)+d)))
+				keys = append(keys, string(crcforce.Force([]byte("k"), uint32(pt.h)+d)))
 			}
 		}
 		for _, k := range keys {
@@ -167,36 +168,6 @@ func TestCompatRingsMatchReference(t *testing.T) {
 			want := refLookup(pts, uint64(crc32.ChecksumIEEE([]byte(k))), tt.strict)
 			require.Equal(t, want, b.HashName(), "%s key %q", tt.ring.Compat, k)
 		}
-	}
-}
-
-// forceCRC32 appends 4 bytes to prefix so that its CRC-32 is want (CRC is
-// affine: the bytes are found by running the table backwards).
-func forceCRC32(prefix []byte, want uint32) []byte {
-	tab := crc32.IEEETable
-	var rev [256]byte // top byte of an entry -> its index
-	for i := range tab {
-		rev[tab[i]>>24] = byte(i)
-	}
-	var idx [4]byte
-	r := ^want
-	for k := 3; k >= 0; k-- {
-		idx[k] = rev[r>>24]
-		r = (r ^ tab[idx[k]]) << 8
-	}
-	reg := ^crc32.ChecksumIEEE(prefix)
-	out := append([]byte(nil), prefix...)
-	for k := 0; k < 4; k++ {
-		out = append(out, byte(reg)^idx[k])
-		reg = tab[idx[k]] ^ reg>>8
-	}
-	return out
-}
-
-func TestForceCRC32(t *testing.T) {
-	t.Parallel()
-	for _, want := range []uint32{0, 1, 0xdeadbeef, ^uint32(0)} {
-		assert.Equal(t, want, crc32.ChecksumIEEE(forceCRC32([]byte("prefix"), want)))
 	}
 }
 

@@ -82,35 +82,32 @@ func newRingTable32(hs []uint64, os []uint32, rank []uint32, dedupe bool) *ringT
 	return t
 }
 
+// scan returns the index of the first point at or after position h: its
+// bucket's run, or the first point after it (len(ent)-1 past the last).
+func (t *ringTable32) scan(h uint32) uint32 {
+	k := h >> t.fsh
+	i, end := t.dir[k], t.dir[k+1]
+	f := h & t.fmask
+	for ; i < end; i++ {
+		if t.ent[i]>>t.ob >= f {
+			break
+		}
+	}
+	return i
+}
+
 // search returns the index of the first point at or after position h,
 // clockwise (0 past the last point).
 func (t *ringTable32) search(h uint32) int {
-	k := h >> t.fsh
-	i, end := t.dir[k], t.dir[k+1]
-	f := h & t.fmask
-	for ; i < end; i++ {
-		if t.ent[i]>>t.ob >= f {
-			break
-		}
+	if i := int(t.scan(h)); i < len(t.ent)-1 {
+		return i
 	}
-	if int(i) == len(t.ent)-1 {
-		return 0
-	}
-	return int(i)
+	return 0
 }
 
-// lookup returns the owner of the first point at or after position h.
-func (t *ringTable32) lookup(h uint32) uint32 {
-	k := h >> t.fsh
-	i, end := t.dir[k], t.dir[k+1]
-	f := h & t.fmask
-	for ; i < end; i++ {
-		if t.ent[i]>>t.ob >= f {
-			break
-		}
-	}
-	return t.ent[i] & t.omask
-}
+// lookup returns the owner of the first point at or after position h (the
+// copy of the first point past the last one wraps around).
+func (t *ringTable32) lookup(h uint32) uint32 { return t.ent[t.scan(h)] & t.omask }
 
 // owner returns the owner of point i.
 func (t *ringTable32) owner(i int) uint32 { return t.ent[i] & t.omask }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/crcforce"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,34 +61,12 @@ func boundaryKeys(names []string, replicas, count int) []string {
 	var out []string
 	for i := 0; i < len(points); i += step {
 		for _, d := range []uint32{0, 1, ^uint32(0)} {
-			out = append(out, string(forceCRC32([]byte("key-"), points[i]+d)))
+			out = append(out, string(crcforce.Force([]byte("key-"), points[i]+d)))
 		}
 	}
 	// both ends of the ring
 	for _, v := range []uint32{0, 1, ^uint32(0), points[0], points[len(points)-1]} {
-		out = append(out, string(forceCRC32([]byte("end-"), v)))
-	}
-	return out
-}
-
-// forceCRC32 appends 4 bytes to prefix so that its CRC-32 is want.
-func forceCRC32(prefix []byte, want uint32) []byte {
-	tab := crc32.IEEETable
-	var rev [256]byte
-	for i := range tab {
-		rev[tab[i]>>24] = byte(i)
-	}
-	var idx [4]byte
-	r := ^want
-	for k := 3; k >= 0; k-- {
-		idx[k] = rev[r>>24]
-		r = (r ^ tab[idx[k]]) << 8
-	}
-	reg := ^crc32.ChecksumIEEE(prefix)
-	out := append([]byte(nil), prefix...)
-	for k := 0; k < 4; k++ {
-		out = append(out, byte(reg)^idx[k])
-		reg = tab[idx[k]] ^ reg>>8
+		out = append(out, string(crcforce.Force([]byte("end-"), v)))
 	}
 	return out
 }
