@@ -1,6 +1,10 @@
 package benchmarks
 
-import "github.com/lafikl/consistent"
+import (
+	"fmt"
+
+	"github.com/lafikl/consistent"
+)
 
 // NewLafikl returns lafikl's ring over names: 10 replicas per host (a
 // constant of the library), BLAKE2b.
