@@ -23,8 +23,9 @@ import (
 //     100 backends);
 //   - adding a backend moves only keys to it, its fair share and no more;
 //     removing one moves only its keys, each to its next preference;
-//   - memory is 12 bytes per bucket, about 16 per unit of weight with the
-//     picker's indexes, whatever the number of keys;
+//   - memory is about 36 bytes per bucket (the state, the picker's
+//     indexes and the 16-byte entries a lookup reads), whatever the number
+//     of keys;
 //   - a lookup is one key hash and a few SplitMix64 draws (no division, no
 //     floating point, no table miss).
 //
@@ -77,10 +78,18 @@ const MaxAnchorBuckets = 1 << 20
 type AnchorPicker struct {
 	backends []*Backend
 	s        anchorState
+	// hot is what a pick reads, one entry a bucket: its backend and its
+	// removal (rem, next as in s), so that a lookup reads one entry.
+	hot []anchorHot
 	// The buckets of backend o are ids[start[o]:start[o+1]], ascending.
 	start []uint32
 	ids   []uint32
 	rnd   randSource
+}
+
+type anchorHot struct {
+	b         *Backend // nil for a removed bucket
+	rem, next uint32
 }
 
 // anchorState is AnchorHash's state over buckets 0 to a-1.
@@ -354,8 +363,15 @@ func (s *anchorState) bucketOver(h uint64, o *anchorOverlay) uint32 {
 	return b
 }
 
-// index lists each backend's buckets.
+// index lists each backend's buckets, and lays out the table picks read.
 func (p *AnchorPicker) index() {
+	p.hot = make([]anchorHot, p.s.a)
+	for b := range p.hot {
+		p.hot[b] = anchorHot{rem: p.s.rem[b], next: p.s.next[b]}
+		if p.s.rem[b] == 0 {
+			p.hot[b].b = p.backends[p.s.owner[b]]
+		}
+	}
 	p.start = make([]uint32, len(p.backends)+1)
 	for b := uint32(0); b < p.s.a; b++ {
 		if p.s.rem[b] == 0 {
@@ -385,7 +401,25 @@ func (p *AnchorPicker) Pick(key string) (*Backend, error) {
 	} else {
 		h = XXHash(key)
 	}
-	return p.backends[p.s.owner[p.s.bucket(h)]], nil
+	return p.lookup(h), nil
+}
+
+// lookup is anchorState.bucket over the picker's hot table.
+func (p *AnchorPicker) lookup(h uint64) *Backend {
+	hot := p.hot
+	b := jumpBack(h, uint32(len(hot)))
+	for {
+		e := &hot[b]
+		if e.b != nil {
+			return e.b
+		}
+		v := e.rem
+		c, _ := bits.Mul64(draw(h, drawAnchor+uint64(b)), uint64(v))
+		b = uint32(c)
+		for hot[b].rem >= v {
+			b = hot[b].next
+		}
+	}
 }
 
 // AppendPreferences appends to dst up to n distinct backends in the key's
@@ -433,5 +467,5 @@ func (p *AnchorPicker) Buckets() int { return int(p.s.a) }
 
 // MemoryBytes returns the memory the picker's state holds, in bytes.
 func (p *AnchorPicker) MemoryBytes() int {
-	return (len(p.s.rem)+len(p.s.next)+len(p.s.owner)+len(p.s.stack)+len(p.start)+len(p.ids))*4 + len(p.backends)*8
+	return (len(p.s.rem)+len(p.s.next)+len(p.s.owner)+len(p.s.stack)+len(p.start)+len(p.ids))*4 + len(p.hot)*16 + len(p.backends)*8
 }

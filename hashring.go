@@ -33,9 +33,12 @@ import (
 // The zero value is ready to use: xxhash64, DefaultReplicas, no load bound.
 type Ring struct {
 	// Replicas is the number of points per unit of weight; 0 means
-	// DefaultReplicas (with Compat, that scheme's default). More points
-	// balance better and cost memory: about 19 bytes per point
-	// (RingPicker.MemoryBytes tells).
+	// DefaultReplicas (with Compat, that scheme's default), and past
+	// RingExactWeight units of weight a total of about RingPointBudget
+	// (see RingExactWeight). More points balance better and cost memory:
+	// about 20 bytes per point at exact 64-bit positions, 4.1 in the
+	// compact table of 32-bit positions (the scaled default and the CRC-32
+	// compat schemes); RingPicker.MemoryBytes tells.
 	Replicas int
 	// Hash hashes keys and virtual-node names; nil means XXHash. It must be
 	// nil with Compat: each scheme fixes its hash.
@@ -61,13 +64,14 @@ type Ring struct {
 	MinRingSize, MaxRingSize int
 }
 
-// DefaultReplicas is the default number of ring points per unit of weight.
-// With it, 1,000,000 random keys over 100 backends load the busiest one at
-// about 1.07 times the mean.
+// DefaultReplicas is the default number of ring points per unit of weight,
+// up to RingExactWeight units in all. With it, 1,000,000 random keys over
+// 100 backends load the busiest one at about 1.07 times the mean.
 const DefaultReplicas = 1024
 
-// MaxRingPoints bounds the points of one ring (Replicas × sum of weights):
-// about 160 MB of tables.
+// MaxRingPoints bounds the points of a ring whose Replicas is set, or of a
+// compat scheme (Replicas × sum of weights): about 160 MB of tables. The
+// default Ring never reaches it (it scales instead).
 const MaxRingPoints = 1 << 23
 
 // RingPicker is the Picker built by Ring. It also implements

@@ -21,34 +21,36 @@ import "math/bits"
 //
 // Every draw is a fixed function of the key's hash and its purpose (which
 // range, which try), so the answers for different n come from one set of
-// captures: that is what makes them consistent. The draws are SplitMix64
-// outputs of hash + t×golden for a distinct t per purpose.
+// captures: that is what makes them consistent. The range bits are the
+// key hash's own low bits (XXH64 is well mixed); every other draw is one
+// 64×64→128-bit multiply of the hash, xored with a constant for its
+// purpose t, folded (the high half xor the low, as wyhash mixes), and
+// where a draw is a candidate bucket its two 32-bit halves are two
+// candidates, tried low half first.
 
-const splitMixGamma = 0x9e3779b97f4a7c15
-
-// splitMix is SplitMix64's output function.
-func splitMix(z uint64) uint64 {
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return z ^ z>>31
-}
+const (
+	drawGamma = 0x9e3779b97f4a7c15 // t×drawGamma keeps purposes apart
+	drawMul   = 0xe7037ed1a0b428db
+)
 
 // Draw purposes (t); each range k and try i gets its own.
 const (
-	drawRanges = 0       // the capture bit of every range
 	drawOffset = 1       // + k: the largest capture's offset in range k
 	drawBelow  = 1 << 32 // + k<<20 + i: the i-th draw below n in range k
 	drawAnchor = 1 << 60 // + b: where a key of removed bucket b goes
 )
 
-func draw(h, t uint64) uint64 { return splitMix(h + t*splitMixGamma) }
+func draw(h, t uint64) uint64 {
+	hi, lo := bits.Mul64(h^(t*drawGamma), drawMul)
+	return hi ^ lo
+}
 
 // jumpBack returns the key's bucket in [0, n), n >= 1.
 func jumpBack(h uint64, n uint32) uint32 {
 	if n <= 1 {
 		return 0
 	}
-	x := draw(h, drawRanges) & (1<<bits.Len32(n-1) - 1) // ranges below n
+	x := h & (1<<bits.Len32(n-1) - 1) // the capture bits of the ranges below n
 	for x != 0 {
 		k := uint64(bits.Len64(x) - 1)
 		lo := uint64(1) << k
@@ -56,17 +58,27 @@ func jumpBack(h uint64, n uint32) uint32 {
 			return uint32(b)
 		}
 		// n is inside this range and its largest capture is at or past n.
-		mask := lo<<1 - 1
-		for i := uint64(0); ; i++ {
-			c := draw(h, drawBelow+k<<20+i) & mask
-			if c < lo {
-				break // no capture in [lo, n)
-			}
-			if c < uint64(n) {
-				return uint32(c)
-			}
+		if c, ok := below(h, k, lo, uint64(n)); ok {
+			return uint32(c)
 		}
 		x ^= lo
 	}
 	return 0
+}
+
+// below draws the largest capture below n in range k ([lo, 2lo)), by
+// rejection from [0, 2lo): false when there is none.
+func below(h, k, lo, n uint64) (uint64, bool) {
+	mask := lo<<1 - 1
+	for i := uint64(0); ; i++ {
+		r := draw(h, drawBelow+k<<20+i)
+		for _, c := range [2]uint64{r & mask, r >> 32 & mask} {
+			if c < lo {
+				return 0, false // no capture in [lo, n)
+			}
+			if c < n {
+				return c, true
+			}
+		}
+	}
 }

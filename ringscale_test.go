@@ -216,3 +216,29 @@ func TestRingScaledEmptyKeyIsRandom(t *testing.T) {
 	}
 	assert.InDelta(t, 100.0/399, float64(heavy)/n, 0.02)
 }
+
+// Picks and preference lists of the large defaults allocate nothing
+// either (not parallel: AllocsPerRun counts the whole process).
+func TestScaledPicksAllocateNothing(t *testing.T) {
+	keys := benchKeys()
+	for _, bc := range []benchCase{
+		{name: "Ring N=300", builder: Ring{}},
+		{name: "RingBounded N=300", builder: Ring{LoadFactor: 1.25}},
+		{name: "Maglev N=300", builder: Maglev{}},
+		{name: "RingGroupcache N=300", builder: Ring{Compat: CompatGroupcache}},
+	} {
+		bs, err := NewBackends(benchEndpoints(300, false))
+		require.NoError(t, err)
+		p, err := bc.builder.Build(bs)
+		require.NoError(t, err)
+		i := 0
+		dst := make([]*Backend, 0, 3)
+		allocs := testing.AllocsPerRun(500, func() {
+			_, _ = p.Pick(keys[i%keyPool])
+			_, _ = p.Pick("")
+			dst = p.(PreferenceLister).AppendPreferences(dst[:0], keys[i%keyPool], 3)
+			i++
+		})
+		assert.Zero(t, allocs, bc.name)
+	}
+}

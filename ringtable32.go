@@ -5,10 +5,10 @@ import (
 	"slices"
 )
 
-// ringTable32 is a ring of 32-bit positions in 4 bytes a point plus half
-// a byte of directory, laid out so that a lookup reads two cache lines.
+// ringTable32 is a ring of 32-bit positions in 4 bytes a point plus
+// an eighth of a byte of directory, laid out so that a lookup reads two cache lines.
 //
-// The position range is cut into 2^lg buckets (about 8 points each). The
+// The position range is cut into 2^lg buckets (about 32 points each). The
 // directory holds, for each bucket, the index of its first point (or of
 // the next point after it, when it has none). Each point is one uint32:
 // the low 32-lg bits of its position (its offset in its bucket) above its
@@ -28,7 +28,7 @@ type ringTable32 struct {
 
 // pointsPerBucket is the directory's density: fewer points per bucket is
 // a longer directory and a shorter scan.
-const pointsPerBucket = 8
+const pointsPerBucket = 32
 
 // maxTable32Owners bounds the owners a ringTable32 indexes (owner and
 // offset share a uint32).
