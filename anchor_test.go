@@ -14,11 +14,11 @@ import (
 func TestJumpBackIsConsistent(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(4, 4))
-	hs := make([]uint64, 3000)
+	hs := make([]uint64, 2000)
 	for i := range hs {
 		hs[i] = r.Uint64()
 	}
-	for n := uint32(1); n < 600; n++ {
+	for n := uint32(1); n < 300; n++ {
 		for _, h := range hs {
 			a, b := jumpBack(h, n), jumpBack(h, n+1)
 			require.Less(t, a, n)
@@ -29,7 +29,7 @@ func TestJumpBackIsConsistent(t *testing.T) {
 	}
 	for _, n := range []uint32{3, 10, 100, 1000, 1 << 16, 1<<16 + 1} {
 		counts := make(map[uint32]int)
-		const keys = 400000
+		const keys = 200000
 		for i := 0; i < keys; i++ {
 			counts[jumpBack(r.Uint64(), n)]++
 		}
@@ -82,13 +82,13 @@ func without(eps []Endpoint, addr string) []Endpoint {
 // share, and max/mean is the keys' own noise.
 func TestAnchorBalanceAndMovement(t *testing.T) {
 	t.Parallel()
-	keys := randomKeys(1000000, 31)
+	keys := randomKeys(400000, 31)
 	eps := benchEndpoints(101, false)
 	var a Anchor
 	base := anchorPlacements(t, &a, eps[:100], keys)
 	balance := maxOverMean(base, 100)
-	t.Logf("anchor, 1M keys over 100 backends: max/mean %.4f", balance)
-	assert.LessOrEqual(t, balance, 1.04) // 1M keys' own noise is about 1.03 here
+	t.Logf("anchor, 400k keys over 100 backends: max/mean %.4f", balance)
+	assert.LessOrEqual(t, balance, 1.06) // the keys' own noise: about 1.04 with 4,000 a backend
 
 	gone := eps[37].Addr
 	removed := anchorPlacements(t, &a, without(eps[:100], gone), keys)
@@ -112,7 +112,7 @@ func TestAnchorBalanceAndMovement(t *testing.T) {
 	}
 	ratio := float64(moved) / float64(len(keys)) * 100
 	t.Logf("anchor, adding 1 to 99: %.4f x ideal", ratio)
-	assert.InDelta(t, 1.0, ratio, 0.05)
+	assert.InDelta(t, 1.0, ratio, 0.08)
 	// The newcomer took the removed backend's bucket: exactly its keys.
 	for i := range keys {
 		if base[i] == gone {

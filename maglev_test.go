@@ -57,7 +57,7 @@ func TestMaglevBalanceAndMovement(t *testing.T) {
 // (6.4x with 65,537 slots).
 func TestMaglevLargeDefault(t *testing.T) {
 	t.Parallel()
-	keys := randomKeys(300000, 13)
+	keys := randomKeys(100000, 13)
 	eps := benchEndpoints(1001, false)
 	before, err := Maglev{}.New(eps[:1000])
 	require.NoError(t, err)

@@ -1,9 +1,10 @@
 package lb
 
 import (
-	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -96,7 +97,6 @@ func TestRingScales(t *testing.T) {
 	}{
 		{name: "256 units: exact", give: benchEndpoints(256, false), wantPoints: 256 * DefaultReplicas, maxMiB: 8},
 		{name: "257 units: scaled", give: benchEndpoints(257, false), wantPoints: 257 * (RingPointBudget / 257), maxMiB: 8},
-		{name: "N=1000", give: benchEndpoints(1000, false), wantPoints: RingPointBudget, maxMiB: 8},
 		{name: "N=10000", give: benchEndpoints(10000, false), wantPoints: RingPointBudget, maxMiB: 8},
 		{name: "SRV weights", give: heavy, wantPoints: 200 * (RingPointBudget / 200), maxMiB: 8},
 		{name: "one of MaxWeight", give: []Endpoint{{Addr: "a:1", Weight: MaxWeight}, {Addr: "b:1"}}, wantPoints: RingPointBudget, maxMiB: 8},
@@ -119,19 +119,41 @@ func TestRingScales(t *testing.T) {
 	assert.Len(t, seen, 3)
 }
 
-// The scaled ring balances 1,000 backends within 1.10 (1.086 with 10M
-// keys: the benchmarks module's quality report; 1M keys here add their own
-// noise), and places keys by the same rules as a brute-force ring of
+// The scaled ring balances 1,000 backends within 1.10 (measured on the
+// arcs here; 1.09 with 10M keys in the benchmarks module's quality
+// report), and places keys by the same rules as a brute-force ring of
 // 32-bit positions.
 func TestRingScaledBalanceAndRules(t *testing.T) {
 	t.Parallel()
 	eps := benchEndpoints(1000, false)
 	p, err := Ring{}.New(eps)
 	require.NoError(t, err)
-	keys := randomKeys(1_000_000, 21)
-	balance := maxOverMean(placements(p, keys), 1000)
-	t.Logf("scaled ring, N=1000, 1M keys: max/mean %.4f, %.2f MiB", balance, float64(p.MemoryBytes())/(1<<20))
-	assert.LessOrEqual(t, balance, 1.15)
+	// Each backend's share of the ring, from the arcs themselves: the
+	// balance of infinitely many keys.
+	share := make([]float64, 1000)
+	c := p.c
+	prev, firstPos := -1.0, 0.0
+	var first uint32
+	for k := 0; k+1 < len(c.dir); k++ {
+		for i := c.dir[k]; i < c.dir[k+1]; i++ {
+			pos := float64(uint64(k)<<c.fsh | uint64(c.ent[i]>>c.ob))
+			if prev < 0 {
+				first, firstPos = c.ent[i]&c.omask, pos
+			} else {
+				share[c.ent[i]&c.omask] += pos - prev
+			}
+			prev = pos
+		}
+	}
+	share[first] += 1<<32 - prev + firstPos // the arc that wraps around
+	mean, most := 0.0, 0.0
+	for _, x := range share {
+		mean += x / 1000
+		most = max(most, x)
+	}
+	t.Logf("scaled ring, N=1000: the largest share of the ring is %.4f of the mean, %.2f MiB", most/mean, float64(p.MemoryBytes())/(1<<20))
+	assert.LessOrEqual(t, most/mean, 1.10)
+	keys := randomKeys(20000, 21)
 
 	small := benchEndpoints(300, true) // 900 units: scaled
 	q, err := Ring{}.New(small)
@@ -140,31 +162,32 @@ func TestRingScaledBalanceAndRules(t *testing.T) {
 	for _, e := range small {
 		total += e.Weight
 	}
-	type pt struct {
-		h    uint64
-		addr string
+	// Points as position<<32 | the owner's rank by address: one sort orders
+	// them by position, then by name.
+	addrs := make([]string, len(small))
+	for i, e := range small {
+		addrs[i] = e.Addr
 	}
-	var pts []pt
-	for _, e := range small {
-		for r := 0; r < e.Weight*RingPointBudget/total; r++ {
-			pts = append(pts, pt{XXHash(fmt.Sprintf("%s#%d", e.Addr, r)) >> 32, e.Addr})
+	sort.Strings(addrs)
+	var pts []uint64
+	var buf []byte
+	for rank, a := range addrs {
+		w := small[slices.IndexFunc(small, func(e Endpoint) bool { return e.Addr == a })].Weight
+		for r := 0; r < w*RingPointBudget/total; r++ {
+			buf = strconv.AppendInt(append(append(buf[:0], a...), '#'), int64(r), 10)
+			pts = append(pts, XXHash(string(buf))>>32<<32|uint64(rank))
 		}
 	}
-	sort.Slice(pts, func(i, j int) bool {
-		if pts[i].h != pts[j].h {
-			return pts[i].h < pts[j].h
-		}
-		return pts[i].addr < pts[j].addr
-	})
+	slices.Sort(pts)
 	require.Equal(t, len(pts), q.Points())
 	for _, k := range keys[:20000] {
 		h := XXHash(k) >> 32
-		i := sort.Search(len(pts), func(i int) bool { return pts[i].h >= h })
+		i := sort.Search(len(pts), func(i int) bool { return pts[i]>>32 >= h })
 		if i == len(pts) {
 			i = 0
 		}
 		b, _ := q.Pick(k)
-		require.Equal(t, pts[i].addr, b.Addr(), "key %q", k)
+		require.Equal(t, addrs[uint32(pts[i])], b.Addr(), "key %q", k)
 		prefs := q.AppendPreferences(nil, k, 2)
 		require.Equal(t, b, prefs[0])
 	}
@@ -177,7 +200,7 @@ func TestRingScaledBalanceAndRules(t *testing.T) {
 func TestRingScaledMovement(t *testing.T) {
 	t.Parallel()
 	eps := benchEndpoints(501, false)
-	keys := randomKeys(300_000, 22)
+	keys := randomKeys(150_000, 22)
 	before, err := Ring{}.New(eps[:500])
 	require.NoError(t, err)
 	after, err := Ring{}.New(eps)
