@@ -167,23 +167,18 @@ func LbMemory(id string, n int) (int, error) {
 	eps := Endpoints(Names(n), nil)
 	switch id {
 	case "lb-ring":
-		p, err := LbRing.New(eps)
-		if err != nil {
-			return 0, err
-		}
-		return p.MemoryBytes(), nil
+		return memoryOf(LbRing.New(eps))
 	case "lb-maglev":
-		p, err := LbMaglev.New(eps)
-		if err != nil {
-			return 0, err
-		}
-		return p.MemoryBytes(), nil
+		return memoryOf(LbMaglev.New(eps))
 	case "lb-anchor":
-		p, err := NewLbAnchor().New(eps)
-		if err != nil {
-			return 0, err
-		}
-		return p.MemoryBytes(), nil
+		return memoryOf(NewLbAnchor().New(eps))
 	}
 	return 0, fmt.Errorf("no memory figure for %q", id)
+}
+
+func memoryOf[P interface{ MemoryBytes() int }](p P, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	return p.MemoryBytes(), nil
 }
