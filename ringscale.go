@@ -11,7 +11,7 @@ package lb
 //     weight w gets max(1, ⌊w × RingPointBudget / total weight⌋) points,
 //     "name#0" to "name#(count-1)", the names of the exact ring.
 //   - Positions are the top 32 bits of XXH64 (keys' too), held in a
-//     compact table (4.1 bytes a point, 6.2 MiB at the budget); points at
+//     compact table (4.1 bytes a point, 6.0 MiB at the budget); points at
 //     one position are ordered by hash name.
 //
 // So 10,000 backends, or weights up to MaxWeight (DNS SRV weights go to
