@@ -99,7 +99,6 @@ func TestRingScales(t *testing.T) {
 		{name: "257 units: scaled", give: benchEndpoints(257, false), wantPoints: 257 * (RingPointBudget / 257), maxMiB: 8},
 		{name: "N=10000", give: benchEndpoints(10000, false), wantPoints: RingPointBudget, maxMiB: 8},
 		{name: "SRV weights", give: heavy, wantPoints: 200 * (RingPointBudget / 200), maxMiB: 8},
-		{name: "one of MaxWeight", give: []Endpoint{{Addr: "a:1", Weight: MaxWeight}, {Addr: "b:1"}}, wantPoints: RingPointBudget, maxMiB: 8},
 	}
 	for _, tt := range tests {
 		p, err := Ring{}.New(tt.give)
@@ -246,7 +245,6 @@ func TestScaledPicksAllocateNothing(t *testing.T) {
 	keys := benchKeys()
 	for _, bc := range []benchCase{
 		{name: "Ring N=300", builder: Ring{}},
-		{name: "RingBounded N=300", builder: Ring{LoadFactor: 1.25}},
 		{name: "Maglev N=300", builder: Maglev{}},
 		{name: "RingGroupcache N=300", builder: Ring{Compat: CompatGroupcache}},
 	} {
