@@ -43,7 +43,7 @@ fmt-check:
 
 ## bench: the root module's benchmarks (every picker, serial and parallel),
 ## then BENCHMARKS.md: lb against its peers, speed and quality, from the
-## benchmarks module (about 12 minutes on 2 cores; run it on a quiet machine).
+## benchmarks module (about 18 minutes on 2 cores; run it on a quiet machine).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -benchtime 250ms .
 	cd benchmarks && $(GO) run ./cmd/benchmd -count 5 -benchtime 200ms -httptime 1s -out ../BENCHMARKS.md

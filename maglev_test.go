@@ -52,13 +52,45 @@ func TestMaglevBalanceAndMovement(t *testing.T) {
 	}
 }
 
+// Past MaglevSmallBackends the default table is MaglevLargeTableSize
+// slots (4 MiB): adding a 1,001st backend moves under 3x the ideal share
+// (6.4x with 65,537 slots).
+func TestMaglevLargeDefault(t *testing.T) {
+	t.Parallel()
+	keys := randomKeys(100000, 13)
+	eps := benchEndpoints(1001, false)
+	before, err := Maglev{}.New(eps[:1000])
+	require.NoError(t, err)
+	after, err := Maglev{}.New(eps)
+	require.NoError(t, err)
+	assert.Equal(t, MaglevLargeTableSize, before.TableSize())
+	assert.LessOrEqual(t, before.MemoryBytes(), 4<<20+1000*8)
+	pb, pa := placements(before, keys), placements(after, keys)
+	moved := 0
+	for i := range keys {
+		if pb[i] != pa[i] {
+			moved++
+		}
+	}
+	ratio := float64(moved) / float64(len(keys)) * 1001
+	t.Logf("maglev N=1000 -> 1001 (%d slots): %.3f x ideal moved", before.TableSize(), ratio)
+	assert.LessOrEqual(t, ratio, 3.0)
+	for _, tt := range []struct{ n, want int }{{1, 65537}, {MaglevSmallBackends, 65537}, {MaglevSmallBackends + 1, MaglevLargeTableSize}, {10000, MaglevLargeTableSize}} {
+		assert.Equal(t, tt.want, defaultMaglevSize(tt.n), "n=%d", tt.n)
+	}
+	big, err := Maglev{TableSize: nextPrime(70000)}.New(benchEndpoints(70000, false)) // past 16-bit slots
+	require.NoError(t, err)
+	b, _ := big.Pick("k")
+	assert.Equal(t, big.AppendPreferences(nil, "k", 1)[0], b)
+}
+
 func TestMaglevTableShares(t *testing.T) {
 	t.Parallel()
 	// Slot counts are exact shares, up to one slot per backend and round.
 	p, err := Maglev{TableSize: 65537}.New(benchEndpoints(100, false))
 	require.NoError(t, err)
 	counts := map[*Backend]int{}
-	for _, b := range p.table {
+	for _, b := range slotBackends(p) {
 		counts[b]++
 	}
 	require.Len(t, counts, 100)
@@ -72,7 +104,7 @@ func TestMaglevWeights(t *testing.T) {
 	p, err := Maglev{TableSize: 10007}.New([]Endpoint{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 2}, {Addr: "c:1", Weight: 5}})
 	require.NoError(t, err)
 	counts := map[string]int{}
-	for _, b := range p.table {
+	for _, b := range slotBackends(p) {
 		counts[b.Addr()]++
 	}
 	assert.InDelta(t, 10007.0/8, counts["a:1"], 3)
@@ -89,8 +121,9 @@ func TestMaglevIndependentOfInputOrder(t *testing.T) {
 	require.NoError(t, err)
 	p2, err := Maglev{TableSize: 4099}.New(shuffled)
 	require.NoError(t, err)
-	for i := range p1.table {
-		require.Equal(t, p1.table[i].Addr(), p2.table[i].Addr(), "slot %d", i)
+	t1, t2 := slotBackends(p1), slotBackends(p2)
+	for i := range t1 {
+		require.Equal(t, t1[i].Addr(), t2[i].Addr(), "slot %d", i)
 	}
 }
 
@@ -151,4 +184,13 @@ func TestMaglevEmptyKey(t *testing.T) {
 	for addr, s := range shares(t, p, 100000) {
 		assert.InDelta(t, 0.25, s, 0.02, fmt.Sprint(addr))
 	}
+}
+
+// slotBackends returns the backend of every slot.
+func slotBackends(p *MaglevPicker) []*Backend {
+	out := make([]*Backend, p.TableSize())
+	for s := range out {
+		out[s] = p.backends[p.owner(s)]
+	}
+	return out
 }
