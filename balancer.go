@@ -150,6 +150,11 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		}
 		o.outlier = od
 	}
+	if _, anchor := b.(*Anchor); anchor && o.locality != nil {
+		// One Anchor keeps one history: a picker per locality tier would
+		// interleave the tiers' sets in it.
+		return nil, fmt.Errorf("%w: an Anchor keeps the history of one set, and WithLocality builds a picker per tier; use Ring or Maglev with WithLocality", ErrInvalidConfig)
+	}
 	if err := o.checkPlacement(); err != nil { // subsetting and locality (subset.go)
 		return nil, err
 	}
@@ -170,8 +175,6 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 	}
 	if lt, ok := b.(TotalLoadBuilder); ok {
 		bal.group.track = lt.NeedsTotalLoad()
-	} else if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
-		bal.group.track = lt.needsTotalLoad()
 	}
 	bal.snap.Store(&snapshot{err: fmt.Errorf("%w: the balancer has no endpoints yet", ErrNoEndpoints)})
 	bal.startIntervals()

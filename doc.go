@@ -26,7 +26,8 @@
 //	Random              O(1)                many independent clients; no coordination at all
 //	WeightedRandom      O(1) (alias table)  canaries and traffic splits (90/10)
 //	P2C                 O(1)                calls of uneven cost or backends of uneven speed:
-//	                                        the less loaded of two random backends wins
+//	                                        the cheaper of two random backends wins ((calls
+//	                                        in flight + 1) × latency, raised by failures)
 //	Ring                O(1) expected       stickiness: sessions, caches, shards; adding a
 //	                                        backend moves only ~1/(N+1) of keys, none between
 //	                                        others; LoadFactor bounds hot keys' damage; any N

@@ -104,9 +104,9 @@ func (r Ring) New(eps []Endpoint) (*RingPicker, error) {
 	return r.build(bs)
 }
 
-// needsTotalLoad reports whether the picker reads the total of the calls in
-// flight (the Balancer then keeps it).
-func (r Ring) needsTotalLoad() bool { return r.LoadFactor != 0 }
+// NeedsTotalLoad implements TotalLoadBuilder: a Ring with a LoadFactor
+// reads the total of the calls in flight (the Balancer then keeps it).
+func (r Ring) NeedsTotalLoad() bool { return r.LoadFactor != 0 }
 
 func (r Ring) validate() error {
 	if r.Replicas < 0 || r.Replicas > MaxRingPoints {

@@ -384,6 +384,11 @@ func TestLocalityDeterministic(t *testing.T) {
 func TestLocalityPicksAllocateNothing(t *testing.T) {
 	keys := benchKeys()
 	for _, bc := range benchCases {
+		if _, anchor := bc.builder.(*Anchor); anchor {
+			_, err := NewBalancer(bc.builder, WithLocality(Locality{Zone: "a"}))
+			require.ErrorIs(t, err, ErrInvalidConfig, "an Anchor keeps one history: not one per tier")
+			continue
+		}
 		eps := threeZones()
 		for i := range eps {
 			eps[i].Weight = 1 + i%3
