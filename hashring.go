@@ -356,21 +356,30 @@ func (p *RingPicker) owner(i int) uint32 {
 // bounded walks clockwise from point i to the first backend below its
 // capacity (unit × its weight, rounded up). Some backend always is: the
 // capacities add up to at least LoadFactor × (in flight + 1), more than is
-// in flight.
+// in flight. A backend that has been failing takes spilled keys only to
+// a capacity scaled down by its failure score (a backend that fails fast
+// has calls in flight to spare, and must not draw them by failing); when
+// every backend is over that, the plain capacity decides.
 func (p *RingPicker) bounded(i int, unit float64) *Backend {
 	n := p.Points()
-	first := i
-	for steps := 0; steps < n; steps++ {
-		o := p.owner(i)
-		b := p.backends[o]
-		if float64(b.inflight.Load()+1) <= math.Ceil(unit*p.weights[o]) {
-			return b
-		}
-		if i++; i == n {
-			i = 0
+	for pass := 0; pass < 2; pass++ {
+		j := i
+		for steps := 0; steps < n; steps++ {
+			o := p.owner(j)
+			b := p.backends[o]
+			capacity := math.Ceil(unit * p.weights[o])
+			if pass == 0 {
+				capacity *= 1 - b.FailureScore()
+			}
+			if float64(b.inflight.Load()+1) <= capacity {
+				return b
+			}
+			if j++; j == n {
+				j = 0
+			}
 		}
 	}
-	return p.backends[p.owner(first)]
+	return p.backends[p.owner(i)]
 }
 
 // AppendPreferences appends to dst up to n distinct backends in the key's
