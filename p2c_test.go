@@ -12,7 +12,7 @@ import (
 
 func TestP2CPrefersLessLoaded(t *testing.T) {
 	t.Parallel()
-	bs, err := NewBackends(Addrs("a:1", "b:1", "c:1", "d:1", "e:1"))
+	bs, err := NewBackends(Addrs("a:1", "b:1", "c:1", "d:1"))
 	require.NoError(t, err)
 	p, err := P2C{}.Build(bs)
 	require.NoError(t, err)
