@@ -19,7 +19,9 @@ modules:
 ## need a server from Debian's packages (ZooKeeper, Redis) has an
 ## executable testdeps script beside its go.mod: it installs what is missing
 ## (apt-get, as root) and is run before the module's tests. The root's
-## storm tests also run with GOMAXPROCS 1, 2 and 4.
+## tests also run once without -race (the hash quality tests, computations
+## on one goroutine that the race detector slows tenfold, are built only
+## then), and its storm tests with GOMAXPROCS 1, 2 and 4.
 test: fmt-check
 	@set -e; total=$$(date +%s); for m in $(MODULES); do \
 		t0=$$(date +%s); \
@@ -31,6 +33,8 @@ test: fmt-check
 		echo "== $$m: go test -race"; \
 		(cd $$m && $(GO) test -race -count=1 -timeout 12m $(TESTFLAGS) ./...); \
 		if [ "$$m" = "." ]; then \
+			echo "== .: go test without -race (also runs the hash quality tests, built without it)"; \
+			$(GO) test -count=1 $(TESTFLAGS) .; \
 			echo "== .: storm tests with GOMAXPROCS 1, 2, 4"; \
 			$(GO) test -race -count=1 -cpu 1,2,4 -run 'Storm' $(TESTFLAGS) .; \
 		fi; \
@@ -43,7 +47,7 @@ fmt-check:
 
 ## bench: the root module's benchmarks (every picker, serial and parallel),
 ## then BENCHMARKS.md: lb against its peers, speed and quality, from the
-## benchmarks module (about 12 minutes on 2 cores; run it on a quiet machine).
+## benchmarks module (about 18 minutes on 2 cores; run it on a quiet machine).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -benchtime 250ms .
 	cd benchmarks && $(GO) run ./cmd/benchmd -count 5 -benchtime 200ms -httptime 1s -out ../BENCHMARKS.md

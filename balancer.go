@@ -68,6 +68,9 @@ type snapshot struct {
 	// available (the panic threshold): picks do not avoid any.
 	all bool
 	err error // non-nil: no picker (empty set, or closed)
+	// tiers are the locality tiers the picker was built over (WithLocality;
+	// see buildLocality), for Localities.
+	tiers []LocalityStats
 }
 
 // Option configures a Balancer.
@@ -86,6 +89,8 @@ type options struct {
 	clock        Clock
 	slowStart    SlowStart
 	slowStartSet bool
+	subset       *Subset   // WithSubset (subset.go)
+	locality     *Locality // WithLocality (locality.go)
 }
 
 // defaultOptions is the one place defaults are set.
@@ -145,6 +150,14 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 		}
 		o.outlier = od
 	}
+	if _, anchor := b.(*Anchor); anchor && o.locality != nil {
+		// One Anchor keeps one history: a picker per locality tier would
+		// interleave the tiers' sets in it.
+		return nil, fmt.Errorf("%w: an Anchor keeps the history of one set, and WithLocality builds a picker per tier; use Ring or Maglev with WithLocality", ErrInvalidConfig)
+	}
+	if err := o.checkPlacement(); err != nil { // subsetting and locality (subset.go)
+		return nil, err
+	}
 	if o.slowStartSet {
 		ss, err := o.slowStart.withDefaults()
 		if err != nil {
@@ -162,8 +175,6 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 	}
 	if lt, ok := b.(TotalLoadBuilder); ok {
 		bal.group.track = lt.NeedsTotalLoad()
-	} else if lt, ok := b.(interface{ needsTotalLoad() bool }); ok {
-		bal.group.track = lt.needsTotalLoad()
 	}
 	bal.snap.Store(&snapshot{err: fmt.Errorf("%w: the balancer has no endpoints yet", ErrNoEndpoints)})
 	bal.startIntervals()
@@ -406,6 +417,13 @@ func (b *Balancer) Update(eps []Endpoint) error {
 	if err := validateSet(eps); err != nil {
 		return err
 	}
+	// With WithSubset, the Balancer keeps only the client's subset of eps
+	// (and with WithLocality, the locality labels of every endpoint are
+	// checked): everything below works on what placement returns.
+	eps, err := b.placement(eps)
+	if err != nil {
+		return err
+	}
 	b.buildMu.Lock()
 	defer b.buildMu.Unlock()
 	b.mu.Lock()
@@ -508,6 +526,11 @@ func sameMeta(m *backendMeta, e Endpoint) bool {
 func (b *Balancer) buildSnapshot(members []*Backend, gen uint64) (*snapshot, error) {
 	if len(members) == 0 {
 		return &snapshot{gen: gen, err: fmt.Errorf("%w: the endpoint set is empty", ErrNoEndpoints)}, nil
+	}
+	if b.opts.locality != nil {
+		// A picker per locality tier, each over the tier's available
+		// backends (or its whole set, in panic); see locality.go.
+		return b.buildLocality(members, gen)
 	}
 	avail := make([]*Backend, 0, len(members))
 	for _, be := range members {

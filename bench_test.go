@@ -10,8 +10,8 @@ import (
 
 // Run with: go test -run '^$' -bench . -benchmem -count 5 .
 // (make bench). Keys are 16-32 random bytes from a pool indexed by a plain
-// counter, so key generation is not measured and no key repeats for 4096
-// picks in a row.
+// counter, so key generation is not measured and no key repeats for 65,536
+// picks in a row (a smaller pool keeps any table in cache).
 
 var (
 	sinkBackend  *Backend
@@ -19,7 +19,7 @@ var (
 	sinkParallel atomic.Pointer[Backend]
 )
 
-const keyPool = 4096
+const keyPool = 65536
 
 func benchKeys() []string {
 	r := rand.New(rand.NewPCG(7, 7))
@@ -62,6 +62,10 @@ var benchCases = []benchCase{
 	{name: "RingBounded", builder: Ring{LoadFactor: 1.25}, keyed: true},
 	{name: "RingCRC32", builder: Ring{Hash: CRC32}, keyed: true},
 	{name: "Maglev", builder: Maglev{}, keyed: true},
+	{name: "Anchor", builder: &Anchor{}, keyed: true},
+	{name: "RingGroupcache", builder: Ring{Compat: CompatGroupcache}, keyed: true},
+	{name: "RingNginx", builder: Ring{Compat: CompatNginx}, keyed: true},
+	{name: "RingHash", builder: Ring{Compat: CompatRingHash}, keyed: true},
 }
 
 // BenchmarkBareCounter is the floor a round robin is held to: one shared
@@ -229,26 +233,32 @@ func BenchmarkBalancerPickDone(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(bc.name+"/N=100/serial", func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				pk, _ := bal.Pick(keys[i&(keyPool-1)])
-				pk.Done(nil, 0)
-			}
-		})
-		b.Run(bc.name+"/N=100/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					pk, _ := bal.Pick(keys[i&(keyPool-1)])
-					pk.Done(nil, 0)
-					i++
-				}
-			})
-		})
+		benchPickDone(b, bc.name+"/N=100", bal, keys)
 		bal.Close()
 	}
+}
+
+// benchPickDone runs name/serial and name/parallel: Pick then Done through
+// bal, cycling keys.
+func benchPickDone(b *testing.B, name string, bal *Balancer, keys []string) {
+	b.Run(name+"/serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			pk, _ := bal.Pick(keys[i&(keyPool-1)])
+			pk.Done(nil, 0)
+		}
+	})
+	b.Run(name+"/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				pk, _ := bal.Pick(keys[i&(keyPool-1)])
+				pk.Done(nil, 0)
+				i++
+			}
+		})
+	})
 }
 
 func BenchmarkBuild(b *testing.B) {

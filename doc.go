@@ -13,7 +13,10 @@
 //   - A Balancer owns the live set of backends and their counters (calls in
 //     flight, failures, latency EWMA), swaps pickers atomically when the set
 //     changes, and ejects failing backends (OutlierDetection) or those a
-//     health check marks down (SetHealthy).
+//     health check marks down (SetHealthy). In large fleets it keeps only
+//     the client's deterministic subset of the set (Subset), and prefers
+//     the client's own zone, spilling over by priority and proximity as it
+//     loses healthy capacity (Locality).
 //
 // # Which strategy for which job
 //
@@ -23,23 +26,33 @@
 //	Random              O(1)                many independent clients; no coordination at all
 //	WeightedRandom      O(1) (alias table)  canaries and traffic splits (90/10)
 //	P2C                 O(1)                calls of uneven cost or backends of uneven speed:
-//	                                        the less loaded of two random backends wins
+//	                                        the cheaper of two random backends wins ((calls
+//	                                        in flight + 1) × latency, raised by failures)
 //	Ring                O(1) expected       stickiness: sessions, caches, shards; adding a
 //	                                        backend moves only ~1/(N+1) of keys, none between
-//	                                        others; LoadFactor bounds hot keys' damage
+//	                                        others; LoadFactor bounds hot keys' damage; any N
+//	                                        (past 256 units of weight it scales to ~1.5M points)
+//	Ring{Compat: ...}   O(1) expected       the same keys on the same nodes as groupcache,
+//	                                        stathat/consistent, nginx "hash consistent", or
+//	                                        gRPC/Envoy ring_hash: migrate without a miss storm
 //	Maglev              O(1), one read      stickiness with the best balance (max/mean ~1.02);
 //	                                        keys move a little more than on a ring
+//	Anchor              O(1) expected       stickiness with exact balance and the least
+//	                                        movement, in a few bytes per backend; placement
+//	                                        follows the set's history (see Anchor)
 //
-// Ring and Maglev also give a key's ordered list of distinct backends
-// (PreferenceLister), for placing replicas and for retrying a keyed call on
-// its next backend.
+// Ring, Maglev and Anchor also give a key's ordered list of distinct
+// backends (PreferenceLister), for placing replicas and for retrying a
+// keyed call on its next backend.
 //
 // # Placement is a promise
 //
 // The hash strategies place a key the same way in every process and every
 // release (xxhash64 by default, collision-free virtual-node names, ties
-// ordered by address, independent of input order); golden files in the
-// tests pin it.
+// ordered by hash name, independent of input order); golden files in the
+// tests pin it. A backend is placed by its hash name (Endpoint.HashKey, or
+// its address), so re-addressing it moves no key. cmd/lbplace prints where
+// keys land under each scheme, and what moves between two.
 //
 // # Concurrency
 //

@@ -599,13 +599,17 @@ func TestGrayHedging(t *testing.T) {
 	slow.mu.Unlock()
 	tr, bal := newTestTransport(t, lb.RoundRobin{Stripes: 1}, eps, nil, lb.WithHedging(lb.Hedging{Delay: 100 * time.Millisecond}))
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	start := time.Now()
-	l := drive(t, c, 20, 1, getReq)
-	took := time.Since(start)
+	var slowest time.Duration
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		code, _, err := trGet(t, c, "http://svc.internal/")
+		require.NoError(t, err)
+		require.Equal(t, 200, code)
+		slowest = max(slowest, time.Since(start))
+	}
 	ts := tr.Stats()
-	t.Logf("hedging: %v in %v; %d hedges, %d won", l, took.Round(time.Millisecond), ts.Hedges, ts.HedgeWins)
-	assert.Zero(t, l.failed.Load())
-	assert.Less(t, took, 2*time.Second, "no call waited for the slow backend")
+	t.Logf("hedging: 10 calls, the slowest %v; %d hedges, %d won", slowest.Round(time.Millisecond), ts.Hedges, ts.HedgeWins)
+	assert.Less(t, slowest, 2*time.Second, "no call waited for the slow backend (it answers after 2 s)")
 	assert.Positive(t, ts.HedgeWins, "the calls that started on the slow backend were answered by a hedge")
 	// (A loaded machine may hedge a call of the fast backend too; the
 	// slow one never answers first.)

@@ -15,13 +15,15 @@ type HashFunc func(key string) uint64
 // XXHash is the default HashFunc: xxhash64 (XXH64, seed 0) of the key's bytes.
 func XXHash(key string) uint64 { return xxhash.Sum64String(key) }
 
-// CRC32 is the IEEE CRC-32 of the key's bytes, for compatibility with rings
-// built the classic way. Its values are below 2^32. It balances a ring
-// markedly worse than XXHash: CRC-32 is linear, and the names of one
-// backend's replicas differ only in their last digits, so their points are
-// correlated (the busiest of 10 or 100 backends gets about 1.35 times the
-// mean, against 1.07 with XXHash). Prefer XXHash unless placement must
-// match another implementation.
+// CRC32 is the IEEE CRC-32 of the key's bytes. Its values are below 2^32.
+// Ring{Hash: CRC32} is lb's ring with CRC-32 positions: it does not place
+// keys as groupcache, stathat or nginx do (they name their points
+// differently and have their own lookup rules), so it is no migration
+// path; for that use Ring.Compat, which reproduces those rings. CRC-32
+// also balances a ring markedly worse than XXHash: it is linear, and the
+// names of one backend's replicas differ only in their last digits, so
+// their points are correlated (the busiest of 10 or 100 backends gets
+// about 1.35 times the mean, against 1.07 with XXHash).
 func CRC32(key string) uint64 { return uint64(crc32.ChecksumIEEE(stringBytes(key))) }
 
 // stringBytes views s as a byte slice without copying. The slice must not

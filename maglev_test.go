@@ -9,56 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Maglev trades some movement for balance (the paper's section 3.4): when
-// a backend joins, the others' turns shift and some keys move between old
-// backends. The extra movement shrinks as the table grows: measured with
-// these keys, 1.60x the ideal at 65,537 slots, 1.37x at 131,071, 1.25x at
-// 262,139, 1.15x at 655,373.
-func TestMaglevBalanceAndMovement(t *testing.T) {
-	t.Parallel()
-	keys := randomKeys(1000000, 1)
-	eps := benchEndpoints(101, false)
-	for _, tt := range []struct {
-		size                  int
-		maxBalance, maxMoveUp float64
-	}{
-		{size: 0, maxBalance: 1.03, maxMoveUp: 1.7},
-		{size: 655373, maxBalance: 1.03, maxMoveUp: 1.2},
-	} {
-		before, err := Maglev{TableSize: tt.size}.New(eps[:100])
-		require.NoError(t, err)
-		after, err := Maglev{TableSize: tt.size}.New(eps)
-		require.NoError(t, err)
-		pb, pa := placements(before, keys), placements(after, keys)
-
-		balance := maxOverMean(pb, 100)
-		t.Logf("maglev (%d slots), 1M keys over 100 backends: max/mean %.4f", before.TableSize(), balance)
-		assert.LessOrEqual(t, balance, tt.maxBalance)
-
-		moved, stray := 0, 0
-		for i := range keys {
-			if pb[i] != pa[i] {
-				moved++
-				if pa[i] != eps[100].Addr {
-					stray++
-				}
-			}
-		}
-		ratio := float64(moved) / float64(len(keys)) * 101
-		t.Logf("maglev (%d slots), adding a 101st backend: %d keys moved (%.4f x ideal 1/101), %d between old backends",
-			before.TableSize(), moved, ratio, stray)
-		assert.LessOrEqual(t, ratio, tt.maxMoveUp)
-		assert.GreaterOrEqual(t, ratio, 0.9, "the newcomer gets about its share")
-	}
-}
-
 func TestMaglevTableShares(t *testing.T) {
 	t.Parallel()
 	// Slot counts are exact shares, up to one slot per backend and round.
 	p, err := Maglev{TableSize: 65537}.New(benchEndpoints(100, false))
 	require.NoError(t, err)
 	counts := map[*Backend]int{}
-	for _, b := range p.table {
+	for _, b := range slotBackends(p) {
 		counts[b]++
 	}
 	require.Len(t, counts, 100)
@@ -72,7 +29,7 @@ func TestMaglevWeights(t *testing.T) {
 	p, err := Maglev{TableSize: 10007}.New([]Endpoint{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 2}, {Addr: "c:1", Weight: 5}})
 	require.NoError(t, err)
 	counts := map[string]int{}
-	for _, b := range p.table {
+	for _, b := range slotBackends(p) {
 		counts[b.Addr()]++
 	}
 	assert.InDelta(t, 10007.0/8, counts["a:1"], 3)
@@ -89,46 +46,10 @@ func TestMaglevIndependentOfInputOrder(t *testing.T) {
 	require.NoError(t, err)
 	p2, err := Maglev{TableSize: 4099}.New(shuffled)
 	require.NoError(t, err)
-	for i := range p1.table {
-		require.Equal(t, p1.table[i].Addr(), p2.table[i].Addr(), "slot %d", i)
+	t1, t2 := slotBackends(p1), slotBackends(p2)
+	for i := range t1 {
+		require.Equal(t, t1[i].Addr(), t2[i].Addr(), "slot %d", i)
 	}
-}
-
-func TestMaglevPreferences(t *testing.T) {
-	t.Parallel()
-	// The second choice of one backend's keys spreads over the others
-	// about evenly: Maglev's preference list keeps its balance.
-	const n = 20
-	p, err := Maglev{}.New(benchEndpoints(n, false))
-	require.NoError(t, err)
-	keys := randomKeys(400000, 9)
-	second := map[string]map[string]int{}
-	buf := make([]*Backend, 0, 3)
-	for _, k := range keys {
-		prefs := p.AppendPreferences(buf[:0], k, 3)
-		require.Len(t, prefs, 3)
-		b, _ := p.Pick(k)
-		require.Equal(t, b, prefs[0])
-		require.NotEqual(t, prefs[0], prefs[1])
-		require.NotEqual(t, prefs[1], prefs[2])
-		require.NotEqual(t, prefs[0], prefs[2])
-		if second[prefs[0].Addr()] == nil {
-			second[prefs[0].Addr()] = map[string]int{}
-		}
-		second[prefs[0].Addr()][prefs[1].Addr()]++
-	}
-	worst := 0.0
-	for _, m := range second {
-		total, mx := 0, 0
-		for _, c := range m {
-			total += c
-			mx = max(mx, c)
-		}
-		assert.Len(t, m, n-1)
-		worst = max(worst, float64(mx)/(float64(total)/float64(n-1)))
-	}
-	t.Logf("maglev second choices: worst max/mean %.3f over %d backends' keys", worst, n)
-	assert.LessOrEqual(t, worst, 1.5)
 }
 
 func TestMaglevBadConfig(t *testing.T) {
@@ -151,4 +72,13 @@ func TestMaglevEmptyKey(t *testing.T) {
 	for addr, s := range shares(t, p, 100000) {
 		assert.InDelta(t, 0.25, s, 0.02, fmt.Sprint(addr))
 	}
+}
+
+// slotBackends returns the backend of every slot.
+func slotBackends(p *MaglevPicker) []*Backend {
+	out := make([]*Backend, p.TableSize())
+	for s := range out {
+		out[s] = p.backends[p.owner(s)]
+	}
+	return out
 }

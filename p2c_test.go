@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -118,4 +119,54 @@ func TestP2COneBackend(t *testing.T) {
 	b, err := p.Pick("")
 	require.NoError(t, err)
 	assert.Equal(t, "only:1", b.Addr())
+}
+
+// Bounded loads do not spill keys onto a backend because it fails fast:
+// its capacity for spilled keys shrinks with its failure score.
+func TestBoundedLoadsAvoidFailingBackends(t *testing.T) {
+	t.Parallel()
+	bs, err := NewBackends(Addrs("a:1", "b:1", "c:1", "d:1", "e:1"))
+	require.NoError(t, err)
+	for _, b := range bs {
+		b.group.track = true
+	}
+	p, err := Ring{LoadFactor: 1.25}.build(bs)
+	require.NoError(t, err)
+	bad := bs[3]
+	for i := 0; i < 30; i++ {
+		bad.begin()
+		bad.observe(errors.New("503"), time.Millisecond)
+	}
+	// Load a, b and c so that their keys spill: 8 calls in flight each,
+	// against a capacity of ceil(1.25 × 25 / 5) = 7; e is idle, and takes
+	// them, not d.
+	for _, b := range bs[:3] {
+		for i := 0; i < 8; i++ {
+			b.begin()
+		}
+	}
+	spilled := map[string]int{}
+	for i := 0; i < 2000; i++ {
+		k := strconv.Itoa(i)
+		owner := p.AppendPreferences(nil, k, 1)[0]
+		got, _ := p.Pick(k)
+		if got != owner {
+			spilled[got.Addr()]++
+		}
+	}
+	assert.Zero(t, spilled["d:1"], "no key spills onto the failing backend: %v", spilled)
+	assert.Positive(t, spilled["e:1"], "keys spill, to the healthy idle one")
+	// Recovered, it takes spilled keys again.
+	for i := 0; i < 40; i++ {
+		bad.begin()
+		bad.observe(nil, time.Millisecond)
+	}
+	spilled = map[string]int{}
+	for i := 0; i < 2000; i++ {
+		k := strconv.Itoa(i)
+		if got, _ := p.Pick(k); got != p.AppendPreferences(nil, k, 1)[0] {
+			spilled[got.Addr()]++
+		}
+	}
+	assert.Positive(t, spilled["d:1"])
 }

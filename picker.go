@@ -12,7 +12,7 @@ type Picker interface {
 }
 
 // PreferenceLister is implemented by the hash strategies' pickers (RingPicker,
-// MaglevPicker). AppendPreferences appends to dst up to n distinct backends
+// MaglevPicker, AnchorPicker). AppendPreferences appends to dst up to n distinct backends
 // in the key's order of preference, the first being the one Pick returns,
 // and returns the extended slice. It allocates nothing when dst has room
 // for n more elements. Use it to place replicas of data on n nodes, or to

@@ -19,7 +19,7 @@ import (
 // index of their first point, and those keys compare full positions; so do
 // the rare keys whose 15 bits equal their slot's point's.
 type ringTable struct {
-	pos     []uint64 // scaled positions, sorted (ties by owner address)
+	pos     []uint64 // scaled positions, sorted (ties by owner rank)
 	own     []uint32 // own[i] is the backend index of point i
 	slots   []uint32 // 2^lg entries and one more: slot 0's, for wrapping
 	lg      uint     // log2 of the number of slots
@@ -40,8 +40,12 @@ const (
 )
 
 // newRingTable sorts the points (hs[i] owned by backend os[i]) and builds
-// the lookup table. It reuses hs and os as scratch space.
-func newRingTable(hs []uint64, os []uint32, backends []*Backend) ringTable {
+// the lookup table. Points at the same position are ordered by their
+// owners' rank (rank[o], distinct for distinct owners); with dedupe, only
+// the first of them stays (the others could never be reached, and a
+// preference list must not list them). It reuses hs and os as scratch
+// space.
+func newRingTable(hs []uint64, os []uint32, rank []uint32, dedupe bool) ringTable {
 	var t ringTable
 	for _, h := range hs {
 		t.maxHash = max(t.maxHash, h)
@@ -53,20 +57,23 @@ func newRingTable(hs []uint64, os []uint32, backends []*Backend) ringTable {
 	if t.up == 64 { // every position is 0
 		clear(hs)
 	}
-	t.pos, t.own = sortPoints(hs, os, backends)
-	if len(backends) <= maxSlotBackends {
+	t.pos, t.own = sortPoints(hs, os, rank)
+	if dedupe {
+		t.pos, t.own = dedupePoints(t.pos, t.own)
+	}
+	if len(rank) <= maxSlotBackends {
 		t.fillSlots()
 	}
 	return t
 }
 
 // sortPoints sorts the scaled positions hs (owners os) by position, then by
-// owner address, so that ties are ordered the same whatever the order of
-// the backends. Two bucket passes keep memory access local: by the top 8
+// owner rank, so that ties are ordered the same whatever the order of the
+// backends. Two bucket passes keep memory access local: by the top 8
 // bits into 256 runs, then each run (small enough for the cache) by the
 // top lg bits into about one point per bucket, which insertion sort
 // finishes.
-func sortPoints(hs []uint64, os []uint32, backends []*Backend) ([]uint64, []uint32) {
+func sortPoints(hs []uint64, os []uint32, rank []uint32) ([]uint64, []uint32) {
 	n := len(hs)
 	lg := max(bits.Len(uint(n-1)), 8)
 	hs2 := make([]uint64, n)
@@ -92,7 +99,7 @@ func sortPoints(hs []uint64, os []uint32, backends []*Backend) ([]uint64, []uint
 		if h1 != h2 {
 			return h1 < h2
 		}
-		return backends[o1].addr < backends[o2].addr
+		return rank[o1] < rank[o2]
 	}
 	for c := 0; c < 256; c++ {
 		lo, hi := coarse[c], coarse[c+1]
@@ -127,6 +134,19 @@ func sortPoints(hs []uint64, os []uint32, backends []*Backend) ([]uint64, []uint
 		}
 	}
 	return hs, os
+}
+
+// dedupePoints keeps the first of the points at each position.
+func dedupePoints(pos []uint64, own []uint32) ([]uint64, []uint32) {
+	j := 0
+	for i := range pos {
+		if i > 0 && pos[i] == pos[j-1] {
+			continue
+		}
+		pos[j], own[j] = pos[i], own[i]
+		j++
+	}
+	return pos[:j], own[:j]
 }
 
 // fillSlots builds the slot table over the sorted points.

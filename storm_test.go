@@ -30,35 +30,67 @@ func TestStorm(t *testing.T) {
 }
 
 func storm(t *testing.T, builder Builder) {
-	// sets[v] is the v-th set; applied is the highest v whose Update has
-	// returned. A pick that starts after applied == lo and ends before
-	// applied moves past hi+1 may see any set from lo to hi+1.
 	const pool = 12
-	set := func(v int) map[string]bool {
-		m := map[string]bool{}
+	runStorm(t, stormSpec{builder: builder, pool: pool, set: func(v int) []Endpoint {
+		var eps []Endpoint
 		for i := 0; i < pool; i++ {
 			if (i+v)%3 != 0 || i == v%pool { // drop a third, rotating
-				m[fmt.Sprintf("10.0.0.%d:80", i+1)] = true
+				a := fmt.Sprintf("10.0.0.%d:80", i+1)
+				eps = append(eps, Endpoint{Addr: a, Weight: 1 + len(a)%3})
 			}
+		}
+		return eps
+	}})
+}
+
+// stormSpec describes a storm (runStorm).
+type stormSpec struct {
+	builder Builder
+	opts    []Option // more Balancer options
+	// pool: the backends are among 10.0.0.1:80 to 10.0.0.<pool>:80, whose
+	// health flips.
+	pool int
+	// set returns the v-th endpoint set.
+	set func(v int) []Endpoint
+	// kept, when not nil, returns the addresses of eps the Balancer keeps
+	// (its subset); nil: all of them.
+	kept func(bal *Balancer, eps []Endpoint) map[string]bool
+	// refused, when not nil, reports that the v-th update must fail with
+	// ErrInvalidEndpoint, and change nothing.
+	refused func(v int) bool
+	// check, when not nil, runs between health flips; an error fails the
+	// storm.
+	check func(bal *Balancer) error
+}
+
+// runStorm: 32 goroutines pick and finish calls through a Balancer (with
+// outlier detection) while one replaces its endpoint set every
+// millisecond and another flips health. Every backend a pick returns must
+// be kept from a set that was current at some moment during that pick.
+func runStorm(t *testing.T, spec stormSpec) {
+	kept := func(bal *Balancer, eps []Endpoint) map[string]bool {
+		if spec.kept != nil {
+			return spec.kept(bal, eps)
+		}
+		m := map[string]bool{}
+		for _, e := range eps {
+			m[e.Addr] = true
 		}
 		return m
 	}
-	var (
-		mu      sync.RWMutex
-		sets    = []map[string]bool{set(0)}
-		applied atomic.Int64
-	)
-	toEndpoints := func(m map[string]bool) []Endpoint {
-		var eps []Endpoint
-		for a := range m {
-			eps = append(eps, Endpoint{Addr: a, Weight: 1 + len(a)%3})
-		}
-		return eps
-	}
-	bal, err := NewBalancer(builder, WithEndpoints(toEndpoints(sets[0])),
-		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 3, BaseEjectionTime: 2 * time.Millisecond, MaxEjectionTime: 10 * time.Millisecond}))
+	// sets[v] is what the v-th set keeps; applied is the highest v whose
+	// Update has returned. A pick that starts after applied == lo and ends
+	// before applied moves past hi+1 may see any set from lo to hi+1.
+	bal, err := NewBalancer(spec.builder, append([]Option{WithEndpoints(spec.set(0)),
+		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 3, BaseEjectionTime: 2 * time.Millisecond, MaxEjectionTime: 10 * time.Millisecond})},
+		spec.opts...)...)
 	require.NoError(t, err)
 	defer bal.Close()
+	var (
+		mu      sync.RWMutex
+		sets    = []map[string]bool{kept(bal, spec.set(0))}
+		applied atomic.Int64
+	)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -73,11 +105,23 @@ func storm(t *testing.T, builder Builder) {
 				return
 			case <-tick.C:
 			}
-			m := set(v)
+			eps := spec.set(v)
+			if spec.refused != nil && spec.refused(v) {
+				if err := bal.Update(eps); !errors.Is(err, ErrInvalidEndpoint) {
+					t.Errorf("update %d must be refused: %v", v, err)
+					return
+				}
+				mu.Lock()
+				sets = append(sets, sets[len(sets)-1]) // nothing changed
+				mu.Unlock()
+				applied.Store(int64(v))
+				continue
+			}
+			m := kept(bal, eps)
 			mu.Lock()
 			sets = append(sets, m)
 			mu.Unlock()
-			if err := bal.Update(toEndpoints(m)); err != nil {
+			if err := bal.Update(eps); err != nil {
 				t.Error(err)
 				return
 			}
@@ -93,8 +137,14 @@ func storm(t *testing.T, builder Builder) {
 				return
 			default:
 			}
-			addr := fmt.Sprintf("10.0.0.%d:80", i%pool+1)
+			addr := fmt.Sprintf("10.0.0.%d:80", i%spec.pool+1)
 			_ = bal.SetHealthy(addr, i%2 == 0) // may not be in the set now
+			if spec.check != nil {
+				if err := spec.check(bal); err != nil {
+					t.Error(err)
+					return
+				}
+			}
 			time.Sleep(100 * time.Microsecond)
 		}
 	}()

@@ -195,10 +195,11 @@ func listenLowPort(t *testing.T) net.Listener {
 
 // deadAddr returns a loopback address where nothing listens: dials are
 // refused.
+// The port is below the ephemeral range, so that no ":0" listener of a
+// test running alongside can be given it once it is closed.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	ln := listenLowPort(t)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	return addr

@@ -41,6 +41,9 @@ func BuraksezerConfig(partitions int) consistent.Config {
 // each member may hold at most ceil(floor(partitions/n) × 1.25) of them.
 func buraksezerLimit(partitions int) func(n int) error {
 	return func(n int) error {
+		if n > 1001 {
+			return fmt.Errorf("not run: New distributes %d partitions over %d members in minutes", partitions, n)
+		}
 		capacity := int(math.Ceil(float64(partitions/n)*consistent.DefaultLoad)) * n
 		if capacity < partitions {
 			return fmt.Errorf("New panics: %d partitions do not fit %d members at load %.2f", partitions, n, consistent.DefaultLoad)

@@ -1,6 +1,10 @@
 package benchmarks
 
-import "github.com/golang/groupcache/consistenthash"
+import (
+	"fmt"
+
+	"github.com/golang/groupcache/consistenthash"
+)
 
 // GroupcacheReplicas are the replica counts of the groupcache rows: 50 is
 // what groupcache's own HTTPPool uses (consistenthash.New has no default),
@@ -27,6 +31,12 @@ func groupcacheImpls() []Impl {
 			Workload: Hash, Kind: "ring", ID: groupcacheID(r),
 			Library: "github.com/golang/groupcache/consistenthash", Module: "github.com/golang/groupcache",
 			Settings: settings,
+			Limit: func(n int) error {
+				if r > 50 && n > 1001 {
+					return fmt.Errorf("not run: %d members × %d replicas is %d points in a map and a sorted []int (GBs)", n, r, n*r)
+				}
+				return nil
+			},
 			NewKeyed: func(names []string) (KeyPicker, error) { return NewGroupcache(names, r), nil },
 		})
 	}

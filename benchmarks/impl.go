@@ -54,10 +54,18 @@ type Impl struct {
 	Unsafe bool
 	// Limit returns why the row cannot run at n backends (nil: it can).
 	Limit func(n int) error
+	// QualityLimit returns why the quality report skips the row at n
+	// backends (nil: it does not), for rows too slow to look up millions of
+	// keys there.
+	QualityLimit func(n int) error
 	// NewKeyed builds a Hash row over names; NewSeq builds the others
 	// (weights is nil for unweighted workloads).
 	NewKeyed func(names []string) (KeyPicker, error)
 	NewSeq   func(names []string, weights []int) (SeqPicker, error)
+	// Successive, when set, returns a NewKeyed whose builds continue one
+	// another (a strategy that keeps the history of its sets): the quality
+	// report builds N-1, N and N+1 backends through one of them.
+	Successive func() func(names []string) (KeyPicker, error)
 }
 
 // Supports reports whether the row can run at n backends, and why not.

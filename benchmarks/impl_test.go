@@ -151,3 +151,14 @@ func TestNames(t *testing.T) {
 	assert.Equal(t, "10.0.1.4:8080", Name(260))
 	assert.Equal(t, []int{1, 2, 3, 4, 5, 1}, Weights(6))
 }
+
+func TestLbMemory(t *testing.T) {
+	t.Parallel()
+	for _, id := range LbMemoryRows {
+		b, err := LbMemory(id, 100)
+		require.NoError(t, err, id)
+		assert.Positive(t, b, id)
+	}
+	_, err := LbMemory("go-maglev", 10)
+	assert.ErrorContains(t, err, "no memory figure")
+}

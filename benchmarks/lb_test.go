@@ -123,6 +123,25 @@ func loopMaglev(b *testing.B, p *lb.MaglevPicker, parallel bool) {
 	})
 }
 
+// loopAnchor calls lb.AnchorPicker.Pick directly.
+func loopAnchor(b *testing.B, p *lb.AnchorPicker, parallel bool) {
+	if !parallel {
+		var be *lb.Backend
+		for i := 0; i < b.N; i++ {
+			be, _ = p.Pick(benchKeys[i&keyMask])
+		}
+		sinkAny = be
+		return
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		var be *lb.Backend
+		for i := parallelStart(); pb.Next(); i++ {
+			be, _ = p.Pick(benchKeys[i&keyMask])
+		}
+		sinkBackend(be)
+	})
+}
+
 func BenchmarkLb(b *testing.B) {
 	forSizes(b, RoundRobin, "lb", func(b *testing.B, n int, parallel bool) {
 		p := fixture(b, key(RoundRobin, "lb", n), func() (*lb.RoundRobinPicker, error) {
@@ -157,7 +176,7 @@ func BenchmarkLb(b *testing.B) {
 	for _, r := range []struct {
 		id   string
 		ring lb.Ring
-	}{{"lb-ring", LbRing}, {"lb-ring-crc32", LbRingCRC32}} {
+	}{{"lb-ring", LbRing}, {"lb-ring-crc32", LbRingCRC32}, {"lb-ring-groupcache", LbRingGroupcache}} {
 		forSizes(b, Hash, r.id, func(b *testing.B, n int, parallel bool) {
 			p := fixture(b, key(Hash, r.id, n), func() (*lb.RingPicker, error) {
 				return r.ring.New(Endpoints(Names(n), nil))
@@ -170,6 +189,12 @@ func BenchmarkLb(b *testing.B) {
 			return LbMaglev.New(Endpoints(Names(n), nil))
 		})
 		loopMaglev(b, p, parallel)
+	})
+	forSizes(b, Hash, "lb-anchor", func(b *testing.B, n int, parallel bool) {
+		p := fixture(b, key(Hash, "lb-anchor", n), func() (*lb.AnchorPicker, error) {
+			return NewLbAnchor().New(Endpoints(Names(n), nil))
+		})
+		loopAnchor(b, p, parallel)
 	})
 }
 

@@ -5,8 +5,15 @@ import (
 	"math"
 )
 
-// QualityKeys is the number of keys of the quality report.
+// QualityKeys is the least number of keys of the quality report; at N
+// backends it uses KeysFor(N, QualityKeys).
 const QualityKeys = 1_000_000
+
+// KeysFor returns the keys the quality report uses at n backends: at least
+// base, and 10,000 per backend (10M at N=1,000), so that the keys' own
+// noise (about 1/√(keys/N)) stays near 1% and max/mean measures the
+// algorithm.
+func KeysFor(n, base int) int { return max(base, 10_000*n) }
 
 // QualitySeed seeds the quality report's keys.
 const QualitySeed = 2016
@@ -115,10 +122,20 @@ func MeasureHash(im Impl, n int, keys []string) HashQuality {
 			return q
 		}
 	}
+	if im.QualityLimit != nil {
+		if err := im.QualityLimit(n); err != nil {
+			q.Err = err
+			return q
+		}
+	}
 	names := Names(n + 1)
-	var assign [3][]string // n-1, n, n+1 backends
+	build := im.NewKeyed
+	if im.Successive != nil {
+		build = im.Successive()
+	}
+	var assign [3][]string // n-1, n, n+1 backends, built in that order
 	for i := range assign {
-		p, err := im.NewKeyed(names[:n-1+i])
+		p, err := build(names[:n-1+i])
 		if err != nil {
 			q.Err = err
 			return q

@@ -1,6 +1,8 @@
 package benchmarks
 
 import (
+	"fmt"
+
 	"github.com/cespare/xxhash/v2"
 	rendezvous "github.com/dgryski/go-rendezvous"
 )
@@ -21,5 +23,11 @@ func rendezvousImpls() []Impl {
 		Library: "github.com/dgryski/go-rendezvous", Module: "github.com/dgryski/go-rendezvous",
 		Settings: "New(names, xxhash64): one hash per key, O(N) scan",
 		NewKeyed: func(names []string) (KeyPicker, error) { return rendezvousPicker{NewRendezvous(names)}, nil },
+		QualityLimit: func(n int) error {
+			if n > 100 {
+				return fmt.Errorf("not run: a lookup scores every backend (O(N)), %d keys × 3 sets at N=%d take minutes", KeysFor(n, QualityKeys), n)
+			}
+			return nil
+		},
 	}}
 }

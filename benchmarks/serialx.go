@@ -1,6 +1,10 @@
 package benchmarks
 
-import "github.com/serialx/hashring"
+import (
+	"fmt"
+
+	"github.com/serialx/hashring"
+)
 
 // SerialxPoints are the points per backend of the serialx rows: New gives
 // each node one point (weight 1); NewWithWeights with weight 1024 gives
@@ -39,6 +43,12 @@ func serialxImpls() []Impl {
 			Workload: Hash, Kind: "ring", ID: "serialx-w" + itoa(p),
 			Library: "github.com/serialx/hashring", Module: "github.com/serialx/hashring",
 			Settings: settings,
+			Limit: func(n int) error {
+				if p > 1 && n > 1001 {
+					return fmt.Errorf("not run: %d nodes × %d MD5 points takes minutes to build", n, p)
+				}
+				return nil
+			},
 			NewKeyed: func(names []string) (KeyPicker, error) { return serialxPicker{NewSerialx(names, p)}, nil },
 		})
 	}

@@ -14,15 +14,19 @@ import (
 	"math/rand/v2"
 )
 
-// Sizes are the backend counts every speed benchmark runs at.
-var Sizes = []int{10, 100, 1000}
+// Sizes are the backend counts every speed benchmark runs at (each row
+// where its library can take that many).
+var Sizes = []int{10, 100, 1000, 10000}
 
 // QualitySizes are the backend counts the quality report runs at.
-var QualitySizes = []int{10, 100}
+var QualitySizes = []int{10, 100, 1000}
 
 // KeyPool is the number of keys a speed benchmark cycles through: a power
-// of two, so that the key of iteration i is keys[i&(KeyPool-1)].
-const KeyPool = 4096
+// of two, so that the key of iteration i is keys[i&(KeyPool-1)]. It is
+// large enough that tables bigger than the caches pay for their misses,
+// as they do under real traffic (a pool of a few thousand keys keeps any
+// table in cache).
+const KeyPool = 65536
 
 // Name returns the address of backend i: "10.a.b.c:8080", the same form
 // as the root module's benchmarks.

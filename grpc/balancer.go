@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/go-lb/lb"
 	"google.golang.org/grpc/balancer"
@@ -117,8 +118,17 @@ func (b *grpcBalancer) badUpdate(err error) error {
 }
 
 // reconcile makes the SubConns and the lb health marks follow the new
-// endpoint set, which the lb.Balancer already has.
+// endpoint set, which the lb.Balancer already has. With subsetting, the
+// lb.Balancer keeps only this client's subset of eps: only those endpoints
+// get SubConns, and the others are not followed at all.
 func (b *grpcBalancer) reconcile(eps []*endpoint) {
+	if members := b.bal.Backends(); len(members) < len(eps) {
+		kept := make(map[string]bool, len(members))
+		for _, be := range members {
+			kept[be.Addr()] = true
+		}
+		eps = slices.DeleteFunc(eps, func(e *endpoint) bool { return !kept[e.ep.Addr] })
+	}
 	old := b.subConns
 	b.subConns = make(map[string]*subConn, len(old))
 	byAddr := make(map[string]*endpoint, len(eps))

@@ -49,14 +49,30 @@ type config struct {
 // comparable: UpdateClientConnState compares it to decide whether the
 // Balancer must be replaced.
 //
-// Settings the Balancer gains later (slow start, subsetting) are added here
-// as further optional objects ("slowStart": {...}, "subset": {...}), each a
-// pointer to a comparable struct, mapped to lb options in balancerOptions.
+// Settings the Balancer gains later are added here as further optional
+// objects (like "subset": {...} and "slowStart": {...}), each a pointer to
+// a comparable struct, mapped to lb options in balancerOptions.
 type balancerKey struct {
-	Strategy         string         `json:"strategy"`
-	Ring             *ringConfig    `json:"ring"`
-	Maglev           *maglevConfig  `json:"maglev"`
-	OutlierDetection *outlierConfig `json:"outlierDetection"`
+	Strategy         string           `json:"strategy"`
+	Ring             *ringConfig      `json:"ring"`
+	Maglev           *maglevConfig    `json:"maglev"`
+	OutlierDetection *outlierConfig   `json:"outlierDetection"`
+	Subset           *subsetConfig    `json:"subset"`
+	SlowStart        *slowStartConfig `json:"slowStart"`
+}
+
+// slowStartConfig holds lb.SlowStart's fields; window is a duration
+// string such as "30s".
+type slowStartConfig struct {
+	Window     string  `json:"window"`
+	Aggression float64 `json:"aggression"`
+	MinWeight  float64 `json:"minWeight"`
+
+	window time.Duration // parsed by validate
+}
+
+func (s *slowStartConfig) lb() lb.SlowStart {
+	return lb.SlowStart{Window: s.window, Aggression: s.Aggression, MinWeight: s.MinWeight}
 }
 
 type ringConfig struct {
@@ -68,6 +84,20 @@ type maglevConfig struct {
 	TableSize int `json:"tableSize"`
 }
 
+// subsetConfig holds lb.Subset's fields. gRPC endpoints carry no labels,
+// so there is no ordinalLabel: backends are placed by their hash names.
+type subsetConfig struct {
+	Size        int    `json:"size"`
+	ClientIndex int    `json:"clientIndex"`
+	ClientCount int    `json:"clientCount"`
+	ClientID    string `json:"clientId"`
+	ByHash      bool   `json:"byHash"`
+}
+
+func (s *subsetConfig) lb() lb.Subset {
+	return lb.Subset{Size: s.Size, ClientIndex: s.ClientIndex, ClientCount: s.ClientCount, ClientID: s.ClientID, ByHash: s.ByHash}
+}
+
 // outlierConfig holds lb.OutlierDetection's fields. Durations are strings
 // such as "30s", "1.5s" or "500ms" (the service config's proto3 form,
 // "<seconds>s", is one of them).
@@ -76,8 +106,18 @@ type outlierConfig struct {
 	BaseEjectionTime    string `json:"baseEjectionTime"`
 	MaxEjectionTime     string `json:"maxEjectionTime"`
 	MaxEjectionPercent  int    `json:"maxEjectionPercent"`
+	// The interval's rules (success rate, failure percentage, latency);
+	// negative values turn a rule off, as in lb.OutlierDetection.
+	Interval                       string  `json:"interval"`
+	SuccessRateStdevFactor         float64 `json:"successRateStdevFactor"`
+	SuccessRateMinHosts            int     `json:"successRateMinHosts"`
+	SuccessRateRequestVolume       int     `json:"successRateRequestVolume"`
+	FailurePercentageThreshold     int     `json:"failurePercentageThreshold"`
+	FailurePercentageMinHosts      int     `json:"failurePercentageMinHosts"`
+	FailurePercentageRequestVolume int     `json:"failurePercentageRequestVolume"`
+	LatencyFactor                  float64 `json:"latencyFactor"`
 
-	base, max time.Duration // parsed by validate
+	base, max, interval time.Duration // parsed by validate
 }
 
 func parseDuration(field, s string) (time.Duration, error) {
@@ -237,11 +277,30 @@ func (k *balancerKey) validate() error {
 		if o.max, err = parseDuration("outlierDetection.maxEjectionTime", o.MaxEjectionTime); err != nil {
 			return err
 		}
+		if o.interval, err = parseDuration("outlierDetection.interval", o.Interval); err != nil {
+			return err
+		}
 		// NewBalancer validates the outlier settings; with no endpoints it
 		// does nothing else and starts nothing.
 		b, err := lb.NewBalancer(lb.RoundRobin{}, lb.WithOutlierDetection(k.outlier()))
 		if err != nil {
 			return invalidField("outlierDetection", err)
+		}
+		b.Close()
+	}
+	if s := k.Subset; s != nil {
+		if _, err := lb.SubsetOf(nil, s.lb()); err != nil {
+			return invalidField("subset", err)
+		}
+	}
+	if s := k.SlowStart; s != nil {
+		var err error
+		if s.window, err = parseDuration("slowStart.window", s.Window); err != nil {
+			return err
+		}
+		b, err := lb.NewBalancer(lb.RoundRobin{}, lb.WithSlowStart(s.lb()))
+		if err != nil {
+			return invalidField("slowStart", err)
 		}
 		b.Close()
 	}
@@ -284,26 +343,40 @@ func (k balancerKey) builder() lb.Builder {
 func (k balancerKey) outlier() lb.OutlierDetection {
 	o := k.OutlierDetection
 	return lb.OutlierDetection{
-		ConsecutiveFailures: o.ConsecutiveFailures,
-		BaseEjectionTime:    o.base,
-		MaxEjectionTime:     o.max,
-		MaxEjectionPercent:  o.MaxEjectionPercent,
+		ConsecutiveFailures:            o.ConsecutiveFailures,
+		BaseEjectionTime:               o.base,
+		MaxEjectionTime:                o.max,
+		MaxEjectionPercent:             o.MaxEjectionPercent,
+		Interval:                       o.interval,
+		SuccessRateStdevFactor:         o.SuccessRateStdevFactor,
+		SuccessRateMinHosts:            o.SuccessRateMinHosts,
+		SuccessRateRequestVolume:       o.SuccessRateRequestVolume,
+		FailurePercentageThreshold:     o.FailurePercentageThreshold,
+		FailurePercentageMinHosts:      o.FailurePercentageMinHosts,
+		FailurePercentageRequestVolume: o.FailurePercentageRequestVolume,
+		LatencyFactor:                  o.LatencyFactor,
 	}
 }
 
 // balancerOptions are the lb options the config asks for (a logger aside).
-// Slow start and subsetting plug in here when lb has them.
 func (k balancerKey) balancerOptions() []lb.Option {
 	var opts []lb.Option
+	if k.SlowStart != nil {
+		opts = append(opts, lb.WithSlowStart(k.SlowStart.lb()))
+	}
 	if k.OutlierDetection != nil {
 		opts = append(opts, lb.WithOutlierDetection(k.outlier()))
+	}
+	if k.Subset != nil {
+		opts = append(opts, lb.WithSubset(k.Subset.lb()))
 	}
 	return opts
 }
 
 // same reports whether k and o build the same lb.Balancer.
 func (k balancerKey) same(o balancerKey) bool {
-	return k.Strategy == o.Strategy && eq(k.Ring, o.Ring) && eq(k.Maglev, o.Maglev) && eq(k.OutlierDetection, o.OutlierDetection)
+	return k.Strategy == o.Strategy && eq(k.Ring, o.Ring) && eq(k.Maglev, o.Maglev) && eq(k.OutlierDetection, o.OutlierDetection) &&
+		eq(k.Subset, o.Subset) && eq(k.SlowStart, o.SlowStart)
 }
 
 func eq[T comparable](a, b *T) bool {

@@ -34,6 +34,10 @@ func TestParseConfig(t *testing.T) {
 		{name: "outlier", give: `{"outlierDetection": {"consecutiveFailures": 3, "baseEjectionTime": "1.5s", "maxEjectionTime": "300s", "maxEjectionPercent": 100}}`},
 		{name: "failure codes", give: `{"failureCodes": ["UNAVAILABLE", "INTERNAL", 4]}`},
 		{name: "unknown fields are ignored", give: `{"strategy": "p2c", "slowStart": {"window": "30s"}}`},
+		{name: "subset", give: `{"subset": {"size": 20, "clientIndex": 3, "clientCount": 100}}`},
+		{name: "subset by id", give: `{"strategy": "ring", "subset": {"size": 20, "clientId": "pod-7f9c", "byHash": true}}`},
+		{name: "slow start", give: `{"strategy": "p2c", "slowStart": {"window": "30s", "aggression": 2, "minWeight": 0.05}}`},
+		{name: "interval rules", give: `{"outlierDetection": {"interval": "5s", "successRateStdevFactor": -1, "failurePercentageThreshold": 60, "latencyFactor": 4}}`},
 
 		{name: "not an object", give: `[]`, want: "not a JSON object"},
 		{name: "strategy", give: `{"strategy": "least_request"}`, want: `strategy is "least_request"; it must be one of round_robin, weighted_round_robin, random, weighted_random, p2c, ring, maglev`},
@@ -57,6 +61,14 @@ func TestParseConfig(t *testing.T) {
 		{name: "failure code name", give: `{"failureCodes": ["UNAVAILABLE", "BROKEN"]}`, want: `failureCodes[1] is "BROKEN"; it must be a status code name`},
 		{name: "failure code number", give: `{"failureCodes": [99]}`, want: "failureCodes[0] is 99"},
 		{name: "failure code OK", give: `{"failureCodes": ["OK"]}`, want: "failureCodes[0] is OK; a success cannot be a failure"},
+		{name: "subset size", give: `{"subset": {}}`, want: "go_lb: subset: Subset.Size is 0; it must be at least 1"},
+		{name: "slow start window", give: `{"slowStart": {}}`, want: "go_lb: slowStart: SlowStart.Window is 0s"},
+		{name: "slow start duration", give: `{"slowStart": {"window": "soon"}}`, want: "slowStart.window is \"soon\""},
+		{name: "outlier interval", give: `{"outlierDetection": {"interval": "1us"}}`, want: "OutlierDetection.Interval"},
+		{name: "outlier latency factor", give: `{"outlierDetection": {"latencyFactor": 0.5}}`, want: "OutlierDetection.LatencyFactor"},
+		{name: "subset index", give: `{"subset": {"size": 5, "clientIndex": 100, "clientCount": 100}}`, want: "subset: Subset.ClientIndex is 100; it must be below ClientCount (100)"},
+		{name: "subset index and id", give: `{"subset": {"size": 5, "clientIndex": 1, "clientId": "a"}}`, want: "subset: Subset.ClientID"},
+		{name: "subset size type", give: `{"subset": {"size": "20"}}`, want: "subset.size is a JSON string; it must be a number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

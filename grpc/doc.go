@@ -37,16 +37,29 @@
 //	maglev             {"tableSize": 65537}: lb.Maglev's TableSize (a prime);
 //	                   only with "maglev"
 //	outlierDetection   {"consecutiveFailures": 5, "baseEjectionTime": "30s",
-//	                   "maxEjectionTime": "300s", "maxEjectionPercent": 50}:
+//	                   "maxEjectionTime": "300s", "maxEjectionPercent": 50,
+//	                   "interval": "10s", "successRateStdevFactor": 1.9,
+//	                   "successRateMinHosts": 5, "successRateRequestVolume": 100,
+//	                   "failurePercentageThreshold": 50,
+//	                   "failurePercentageMinHosts": 2,
+//	                   "failurePercentageRequestVolume": 20, "latencyFactor": 0}:
 //	                   lb.OutlierDetection, on when the object is present; zero
-//	                   or absent fields take lb's defaults
+//	                   or absent fields take lb's defaults, negative ones turn
+//	                   that rule off
+//	slowStart          {"window": "30s", "aggression": 1, "minWeight": 0.1}:
+//	                   lb.SlowStart, on when the object is present; window is
+//	                   required
+//	subset             {"size": 20, "clientIndex": 3, "clientCount": 0,
+//	                   "clientId": "", "byHash": false}: lb.Subset, on when the
+//	                   object is present: the ClientConn connects to size of the
+//	                   endpoints only (see below); size is required
 //	requestHashHeader  the call metadata whose values are the hash key (gRFC A76)
 //	failureCodes       the status codes charged to a backend, by name or number;
 //	                   default ["UNAVAILABLE", "DEADLINE_EXCEEDED"]
 //
-// A config change that keeps strategy, ring, maglev and outlierDetection
-// keeps the ClientConn's lb.Balancer and its counters; a change to one of
-// them starts a new one.
+// A config change that keeps strategy, ring, maglev, outlierDetection,
+// subset and slowStart keeps the ClientConn's lb.Balancer and its
+// counters; a change to one of them starts a new one.
 //
 // # Endpoints and connections
 //
@@ -61,7 +74,14 @@
 // key) are skipped and logged.
 //
 // Every address gets a SubConn, connected at once and reconnected when it
-// goes idle. lb's picker holds the endpoints that are READY (for ring and
+// goes idle; with "subset", only the addresses of the client's subset do
+// (lb.Subset: deterministic subsetting, so that thousands of clients do not
+// each connect to thousands of backends). gRPC endpoints carry no labels,
+// so the subset places backends by their hash names: spread by rank
+// (clients per backend within a few percent of the mean; a change moves
+// more connections than it must), or with "byHash" by their hashes (few
+// connections move; clients per backend less even). Give each client its
+// own "clientIndex" (a pod ordinal), or a "clientId" to be hashed. lb's picker holds the endpoints that are READY (for ring and
 // Maglev, also those connecting: a keyed call waits for its own backend
 // rather than moving, and moves only when its backend fails to connect,
 // as in gRPC's ring_hash); the others are marked down with

@@ -49,6 +49,7 @@ type testServer struct {
 	health *health.Server
 
 	calls   atomic.Int64
+	accepts atomic.Int64 // connections accepted
 	failing atomic.Bool  // answer UNAVAILABLE
 	delay   atomic.Int64 // nanoseconds to take per call
 	hanging chan struct{}
@@ -80,13 +81,27 @@ func serve(t testing.TB, name, addr string) *testServer {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = s.srv.Serve(lis)
+		_ = s.srv.Serve(countingListener{lis, &s.accepts})
 	}()
 	t.Cleanup(func() {
 		s.stop()
 		<-served
 	})
 	return s
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 // stop kills the server: listener and connections closed, calls in

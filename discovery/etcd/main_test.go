@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +15,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // exampleEtcd is the address of the etcd server that TestMain starts for
@@ -60,25 +59,16 @@ type etcdServer struct {
 	e  *embed.Etcd
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func newEtcdServer(parent string) (*etcdServer, error) {
 	dir, err := os.MkdirTemp(parent, "etcd-")
 	if err != nil {
 		return nil, err
 	}
-	cp, err := freePort()
+	cp, err := resolvertest.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	pp, err := freePort()
+	pp, err := resolvertest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -156,139 +146,6 @@ func newClient(t *testing.T, addr string) *clientv3.Client {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
-}
-
-// proxy is a TCP proxy on loopback in front of an etcd server: cut drops
-// every connection and refuses new ones, heal accepts again on the same
-// port. It is how a test makes one client lose its connection while the
-// server and other clients carry on.
-type proxy struct {
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	p := &proxy{target: target, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(func() { p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *proxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.pipe(c)
-			}()
-		}
-	}()
-}
-
-func (p *proxy) track(c net.Conn, on bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if on {
-		if p.ln == nil {
-			return false
-		}
-		p.conns[c] = struct{}{}
-	} else {
-		delete(p.conns, c)
-	}
-	return true
-}
-
-func (p *proxy) pipe(c net.Conn) {
-	defer c.Close()
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	if !p.track(c, true) || !p.track(up, true) {
-		return
-	}
-	defer p.track(c, false)
-	defer p.track(up, false)
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-	<-done
-	c.Close()
-	up.Close()
-	<-done
-}
-
-// cut closes the listener and every connection.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-// heal listens again on the same port.
-func (p *proxy) heal(t *testing.T) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ln, err = net.Listen("tcp", p.addr)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // the port is being released
-	}
-	require.NoError(t, err)
-	p.serve(ln)
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline
-// that only a broken program reaches.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // poll interval
-	}
-}
-
-var runs atomic.Int64
-
-// uniq returns p under a prefix of its own for each call, so that tests
-// sharing the package's etcd, and repeated runs (-count), do not see each
-// other's keys.
-func uniq(p string) string {
-	return fmt.Sprintf("/run%d%s", runs.Add(1), p)
 }
 
 func put(t *testing.T, cli *clientv3.Client, key, val string, opts ...clientv3.OpOption) int64 {

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
 )
 
 // RegisterOptions tunes Register. The zero value means the defaults.
@@ -132,7 +133,7 @@ func (r *Registration) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
 		}
 		r.logger.Warn("etcd: registration lease lost; registering again", "key", r.key, "lease", int64(lease), "err", err)
 		for attempt := 1; ; attempt++ {
-			t := time.NewTimer(jitter(backoff(attempt, minBackoff, DefaultMaxBackoff)))
+			t := time.NewTimer(backoff.Jitter(backoff.Exp(attempt, minBackoff, DefaultMaxBackoff)))
 			select {
 			case <-ctx.Done():
 				t.Stop()

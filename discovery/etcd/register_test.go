@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/etcd"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 func getKey(t *testing.T, cli *clientv3.Client, key string) (string, int64, bool) {
@@ -29,7 +30,7 @@ func TestRegisterPutsUnderALeaseAndCloseDeletes(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
 	ep := lb.Endpoint{Addr: "10.0.0.7:80", Weight: 2, Labels: map[string]string{"zone": "eu-1"}}
-	key := uniq("/register/api/10.0.0.7:80")
+	key := resolvertest.Uniq("/register/api/10.0.0.7:80")
 	reg, err := etcd.Register(context.Background(), cli, key, ep, etcd.RegisterOptions{TTL: 1500 * time.Millisecond})
 	require.NoError(t, err)
 	val, lease, ok := getKey(t, cli, key)
@@ -58,7 +59,7 @@ func TestRegisterPutsUnderALeaseAndCloseDeletes(t *testing.T) {
 func TestRegisterRecoversALostLease(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
-	key := uniq("/register/lost/10.0.0.8:80")
+	key := resolvertest.Uniq("/register/lost/10.0.0.8:80")
 	reg, err := etcd.Register(context.Background(), cli, key, lb.Endpoint{Addr: "10.0.0.8:80"}, etcd.RegisterOptions{TTL: 2 * time.Second})
 	require.NoError(t, err)
 	defer reg.Close()
@@ -71,7 +72,7 @@ func TestRegisterRecoversALostLease(t *testing.T) {
 	_, err = admin.Revoke(ctx, clientv3.LeaseID(lease))
 	require.NoError(t, err)
 
-	waitFor(t, "the key under a new lease", func() bool {
+	resolvertest.WaitFor(t, "the key under a new lease", func() bool {
 		_, l, ok := getKey(t, admin, key)
 		return ok && l != lease
 	})
@@ -84,7 +85,7 @@ func TestRegisterErrors(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
 	ok := lb.Endpoint{Addr: "a:1"}
-	k := uniq("/k")
+	k := resolvertest.Uniq("/k")
 	tests := []struct {
 		name string
 		cli  *clientv3.Client

@@ -16,13 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
+	"github.com/go-lb/lb/internal/report"
 )
 
 // Resolver is an lb.Resolver over the keys under a prefix in etcd. Watch
@@ -102,8 +103,7 @@ type entry struct {
 type watchState struct {
 	Resolver
 	entries map[string]entry // by key
-	last    []lb.Endpoint
-	sent    bool
+	last    report.Last
 	update  func([]lb.Endpoint) error
 }
 
@@ -129,9 +129,9 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var ue updateError
+		var ue report.UpdateError
 		if errors.As(err, &ue) {
-			return ue.err
+			return ue.Err
 		}
 		if cerr := r.Client.Ctx().Err(); cerr != nil {
 			return fmt.Errorf("etcd: the client was closed: %w", cerr)
@@ -141,7 +141,7 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 			failures = 0 // compaction: list again now
 		} else {
 			failures++
-			wait = jitter(backoff(failures, minBackoff, r.MaxBackoff))
+			wait = backoff.Jitter(backoff.Exp(failures, minBackoff, r.MaxBackoff))
 		}
 		r.Logger.Warn("etcd: listing again; keeping the last set", "prefix", r.Prefix, "err", err, "retry_in", wait)
 		if wait > 0 {
@@ -155,11 +155,6 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 		}
 	}
 }
-
-// updateError carries the error of update out of list and watch.
-type updateError struct{ err error }
-
-func (e updateError) Error() string { return e.err.Error() }
 
 // list reads the prefix afresh and reports the set; it returns the
 // revision the list was read at.
@@ -189,7 +184,7 @@ func (st *watchState) list(ctx context.Context) (int64, error) {
 
 // watch follows the prefix from rev until the watch ends; it returns
 // errRelist when a fresh list is needed at once, another error for a
-// failure, or an updateError.
+// failure, or a report.UpdateError.
 func (st *watchState) watch(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -225,15 +220,8 @@ func (st *watchState) watch(ctx context.Context, rev int64) error {
 
 // emit reports the current set if it differs from the last one reported.
 func (st *watchState) emit() error {
-	eps := st.set()
-	if st.sent && lb.EqualEndpoints(st.last, eps) {
-		return nil
-	}
-	if err := st.update(lb.CloneEndpoints(eps)); err != nil {
-		return updateError{err}
-	}
-	st.last, st.sent = eps, true
-	return nil
+	_, err := st.last.Report(st.set(), st.update)
+	return err
 }
 
 // set returns the endpoints of the current keys, one per address (the
@@ -251,18 +239,4 @@ func (st *watchState) set() []lb.Endpoint {
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Addr < eps[j].Addr })
 	return eps
-}
-
-// backoff is lo · 2^(n-1), at most hi.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	return min(d, hi)
-}
-
-// jitter spreads d over [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }

@@ -2,9 +2,7 @@ package etcd_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,125 +12,8 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/etcd"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
-
-// recorder runs a resolver's Watch in the background and keeps every set
-// it reports.
-type recorder struct {
-	mu   sync.Mutex
-	sets [][]lb.Endpoint
-	stop func() error
-}
-
-func watch(t *testing.T, r etcd.Resolver) *recorder {
-	t.Helper()
-	rec := &recorder{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- r.Watch(ctx, func(eps []lb.Endpoint) error {
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			rec.sets = append(rec.sets, eps)
-			return nil
-		})
-	}()
-	var once sync.Once
-	var err error
-	rec.stop = func() error {
-		once.Do(func() { cancel(); err = <-done })
-		return err
-	}
-	t.Cleanup(func() { _ = rec.stop() })
-	return rec
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.sets)
-}
-
-func (r *recorder) last() []lb.Endpoint {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.sets) == 0 {
-		return nil
-	}
-	return r.sets[len(r.sets)-1]
-}
-
-// noRepeats checks that no set was reported twice in a row.
-func (r *recorder) noRepeats(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := 1; i < len(r.sets); i++ {
-		assert.False(t, lb.EqualEndpoints(r.sets[i-1], r.sets[i]), "set %d repeats set %d: %v", i, i-1, r.sets[i])
-	}
-}
-
-func (r *recorder) addrs() []string {
-	var out []string
-	for _, e := range r.last() {
-		out = append(out, e.Addr)
-	}
-	return out
-}
-
-func sameAddrs(want ...string) func(*recorder) bool {
-	return func(r *recorder) bool {
-		got := r.addrs()
-		if len(got) != len(want) {
-			return false
-		}
-		for i := range got {
-			if got[i] != want[i] {
-				return false
-			}
-		}
-		return r.count() > 0
-	}
-}
-
-func (r *recorder) waitAddrs(t *testing.T, want ...string) {
-	t.Helper()
-	ok := sameAddrs(want...)
-	waitFor(t, "set "+strings.Join(want, ","), func() bool { return ok(r) })
-}
-
-// logRecorder is a slog.Handler that keeps messages.
-type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	msg := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		msg += " " + a.Key + "=" + a.Value.String()
-		return true
-	})
-	l.msgs = append(l.msgs, msg)
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-func (l *logRecorder) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, m := range l.msgs {
-		if strings.Contains(m, substr) {
-			n++
-		}
-	}
-	return n
-}
 
 func register(t *testing.T, cli *clientv3.Client, prefix, addr string, ttl time.Duration) *etcd.Registration {
 	t.Helper()
@@ -151,7 +32,7 @@ func register(t *testing.T, cli *clientv3.Client, prefix, addr string, ttl time.
 func TestResolverFollowsRegistrations(t *testing.T) {
 	t.Parallel()
 	const ttl = 2 * time.Second
-	prefix := uniq("/follows/api/")
+	prefix := resolvertest.Uniq("/follows/api/")
 	var clis [3]*clientv3.Client
 	var regs [3]*etcd.Registration
 	for i := range regs {
@@ -165,46 +46,33 @@ func TestResolverFollowsRegistrations(t *testing.T) {
 	f := lb.StartFollower(context.Background(), etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: prefix}, bal)
 	defer f.Stop()
 	<-f.Ready()
-	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]", backends(bal))
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]", resolvertest.Backends(bal))
 
 	// A clean stop: the key goes at once.
 	require.NoError(t, regs[0].Close())
 	<-regs[0].Done()
-	waitFor(t, "the stopped service to go", func() bool { return backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the stopped service to go", func() bool { return resolvertest.Backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
 
 	// A crash: the lease is no longer kept alive; etcd expires it.
 	killed := time.Now()
 	require.NoError(t, clis[1].Close())
 	<-regs[1].Done()
-	waitFor(t, "the killed service to expire", func() bool { return backends(bal) == "[10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the killed service to expire", func() bool { return resolvertest.Backends(bal) == "[10.0.0.3:80]" })
 	t.Logf("killed service removed %v after its client died (TTL %v)", time.Since(killed).Round(time.Millisecond), ttl)
 	require.Error(t, regs[1].Close(), "revoking through a closed client")
 
 	// The survivor has outlived its TTL (the killed service took a TTL to
 	// expire): its lease is renewed.
 	require.NoError(t, regs[2].Close())
-	waitFor(t, "the last service to go", func() bool { return backends(bal) == "[]" })
+	resolvertest.WaitFor(t, "the last service to go", func() bool { return resolvertest.Backends(bal) == "[]" })
 	require.NoError(t, f.Stop())
-}
-
-func backends(bal *lb.Balancer) string {
-	var b strings.Builder
-	b.WriteString("[")
-	for i, be := range bal.Backends() {
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		b.WriteString(be.Addr())
-	}
-	b.WriteString("]")
-	return b.String()
 }
 
 // Values: JSON with weight and labels, bare host:port, and malformed ones,
 // which are skipped (logged) without touching the set.
 func TestResolverValues(t *testing.T) {
 	t.Parallel()
-	prefix := uniq("/values/api/")
+	prefix := resolvertest.Uniq("/values/api/")
 	cli := newClient(t, exampleEtcd)
 	put(t, cli, prefix+"a", `{"addr":"10.0.0.1:80","weight":3,"labels":{"zone":"eu-1"}}`)
 	put(t, cli, prefix+"b", "  10.0.0.2:80\n")
@@ -212,37 +80,37 @@ func TestResolverValues(t *testing.T) {
 	put(t, cli, prefix+"bad2", `{"addr":"10.0.0.9:80","weight":-1}`)
 	put(t, cli, strings.TrimSuffix(prefix, "/")+"other", "10.9.9.9:80") // another prefix's key
 
-	logs := &logRecorder{}
-	rec := watch(t, etcd.Resolver{Client: cli, Prefix: prefix, Logger: slog.New(logs)})
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, etcd.Resolver{Client: cli, Prefix: prefix, Logger: logger})
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
 	assert.Equal(t, []lb.Endpoint{
 		{Addr: "10.0.0.1:80", Weight: 3, Labels: map[string]string{"zone": "eu-1"}},
 		{Addr: "10.0.0.2:80"},
-	}, rec.last())
-	assert.Equal(t, 2, logs.count("malformed"))
-	assert.Equal(t, 1, logs.count("key="+prefix+"bad1"))
+	}, rec.Last())
+	assert.Equal(t, 2, logs.Count("malformed"))
+	assert.Equal(t, 1, logs.Count("key="+prefix+"bad1"))
 
 	// A malformed value on a key that held an endpoint keeps that endpoint.
 	put(t, cli, prefix+"b", `{"addr":`)
-	waitFor(t, "the malformed put to be logged", func() bool { return logs.count("key="+prefix+"b ") == 1 })
+	resolvertest.WaitFor(t, "the malformed put to be logged", func() bool { return logs.Count("key="+prefix+"b ") == 1 })
 	// A change reported after it shows that nothing was reported for it.
 	put(t, cli, prefix+"c", "10.0.0.3:80")
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
-	assert.Equal(t, 2, rec.count())
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	assert.Equal(t, 2, rec.Count())
 
 	// A weight change is a change; a put of the same value is not.
 	put(t, cli, prefix+"c", `{"addr":"10.0.0.3:80","weight":2}`)
-	waitFor(t, "the new weight", func() bool { return rec.count() == 3 })
-	assert.Equal(t, 2, rec.last()[2].Weight)
+	rec.WaitCount(t, 3, "the new weight")
+	assert.Equal(t, 2, rec.Last()[2].Weight)
 	put(t, cli, prefix+"c", `{"addr":"10.0.0.3:80","weight":2}`)
 	put(t, cli, prefix+"d", "10.0.0.4:80")
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
-	assert.Equal(t, 4, rec.count(), "an identical set was reported")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
+	assert.Equal(t, 4, rec.Count(), "an identical set was reported")
 
 	// Deletes remove, including the key whose last value was malformed.
 	del(t, cli, prefix+"b")
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.3:80", "10.0.0.4:80")
-	require.ErrorIs(t, rec.stop(), context.Canceled)
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.3:80", "10.0.0.4:80")
+	require.ErrorIs(t, rec.Stop(), context.Canceled)
 }
 
 // Two keys with the same address (a service restarted under a new key
@@ -250,29 +118,29 @@ func TestResolverValues(t *testing.T) {
 // address stays while either key exists.
 func TestResolverSameAddressTwice(t *testing.T) {
 	t.Parallel()
-	prefix := uniq("/twice/api/")
+	prefix := resolvertest.Uniq("/twice/api/")
 	cli := newClient(t, exampleEtcd)
 	put(t, cli, prefix+"old", `{"addr":"10.0.0.1:80","weight":1}`)
-	rec := watch(t, etcd.Resolver{Client: cli, Prefix: prefix})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec := resolvertest.Watch(t, etcd.Resolver{Client: cli, Prefix: prefix})
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	put(t, cli, prefix+"new", `{"addr":"10.0.0.1:80","weight":5}`)
-	waitFor(t, "the newer key's weight", func() bool { return rec.count() == 2 })
-	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.last())
+	rec.WaitCount(t, 2, "the newer key's weight")
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.Last())
 	del(t, cli, prefix+"new")
-	waitFor(t, "the older key's weight", func() bool { return rec.count() == 3 })
-	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.last())
+	rec.WaitCount(t, 3, "the older key's weight")
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.Last())
 	del(t, cli, prefix+"old")
-	waitFor(t, "the empty set", func() bool { return rec.count() == 4 })
-	assert.Empty(t, rec.last())
+	rec.WaitCount(t, 4, "the empty set")
+	assert.Empty(t, rec.Last())
 }
 
 // An empty prefix is reported as an empty set: etcd says there is nothing.
 func TestResolverEmptyPrefix(t *testing.T) {
 	t.Parallel()
-	rec := watch(t, etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: uniq("/nothing/here/")})
-	waitFor(t, "a set", func() bool { return rec.count() == 1 })
-	assert.NotNil(t, rec.last())
-	assert.Empty(t, rec.last())
+	rec := resolvertest.Watch(t, etcd.Resolver{Client: newClient(t, exampleEtcd), Prefix: resolvertest.Uniq("/nothing/here/")})
+	rec.WaitCount(t, 1, "a set")
+	assert.NotNil(t, rec.Last())
+	assert.Empty(t, rec.Last())
 }
 
 // The etcd server is stopped and started again on the same data and ports:
@@ -280,7 +148,7 @@ func TestResolverEmptyPrefix(t *testing.T) {
 func TestResolverSurvivesEtcdRestart(t *testing.T) {
 	t.Parallel()
 	srv := startEtcd(t)
-	prefix := uniq("/restart/api/")
+	prefix := resolvertest.Uniq("/restart/api/")
 	cli := srv.client(t)
 	put(t, cli, prefix+"a", "10.0.0.1:80")
 	put(t, cli, prefix+"b", "10.0.0.2:80")
@@ -288,29 +156,25 @@ func TestResolverSurvivesEtcdRestart(t *testing.T) {
 	bal, err := lb.NewBalancer(lb.RoundRobin{})
 	require.NoError(t, err)
 	defer bal.Close()
-	logs := &logRecorder{}
+	_, logger := resolvertest.NewLogs()
 	f := lb.StartFollower(context.Background(), etcd.Resolver{
-		Client: srv.client(t), Prefix: prefix, Logger: slog.New(logs),
+		Client: srv.client(t), Prefix: prefix, Logger: logger,
 		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
 	}, bal)
 	defer f.Stop()
 	<-f.Ready()
-	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Backends(bal))
 
 	srv.stop()
 	// While etcd is down, picks go on over the last set.
-	for i := 0; i < 10; i++ {
-		pk, err := bal.Pick("")
-		require.NoError(t, err)
-		pk.Done(nil, 0)
-	}
+	resolvertest.PicksWork(t, bal, 10)
 	require.NoError(t, srv.start())
-	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Backends(bal))
 
 	put(t, cli, prefix+"c", "10.0.0.3:80")
-	waitFor(t, "the change after the restart", func() bool { return backends(bal) == "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the change after the restart", func() bool { return resolvertest.Backends(bal) == "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]" })
 	del(t, cli, prefix+"a")
-	waitFor(t, "the delete after the restart", func() bool { return backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the delete after the restart", func() bool { return resolvertest.Backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
 	require.NoError(t, f.Stop())
 }
 
@@ -318,19 +182,19 @@ func TestResolverSurvivesEtcdRestart(t *testing.T) {
 // prefix, and a resolver that watches it through a proxy the test can cut;
 // it returns once the resolver reported a1, with an admin client that
 // bypasses the proxy.
-func startProxiedWatch(t *testing.T, prefixBase string) (*clientv3.Client, string, *proxy, *recorder, *logRecorder) {
+func startProxiedWatch(t *testing.T, prefixBase string) (*clientv3.Client, string, *resolvertest.Proxy, *resolvertest.Recorder, *resolvertest.Logs) {
 	t.Helper()
 	srv := startEtcd(t)
-	prefix := uniq(prefixBase)
+	prefix := resolvertest.Uniq(prefixBase)
 	admin := srv.client(t)
 	put(t, admin, prefix+"a", "10.0.0.1:80")
-	px := startProxy(t, srv.clientURL.Host)
-	logs := &logRecorder{}
-	rec := watch(t, etcd.Resolver{
-		Client: newClient(t, px.addr), Prefix: prefix, Logger: slog.New(logs),
+	px := resolvertest.StartProxy(t, srv.clientURL.Host)
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, etcd.Resolver{
+		Client: newClient(t, px.Addr()), Prefix: prefix, Logger: logger,
 		RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
 	})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	return admin, prefix, px, rec, logs
 }
 
@@ -342,7 +206,7 @@ func TestResolverCompactionWhileDisconnected(t *testing.T) {
 	t.Parallel()
 	admin, prefix, px, rec, logs := startProxiedWatch(t, "/compact/api/")
 
-	px.cut()
+	px.Cut()
 	put(t, admin, prefix+"b", "10.0.0.2:80")
 	del(t, admin, prefix+"a")
 	rev := put(t, admin, prefix+"c", "10.0.0.3:80")
@@ -350,16 +214,16 @@ func TestResolverCompactionWhileDisconnected(t *testing.T) {
 	_, err := admin.Compact(ctx, rev)
 	cancel()
 	require.NoError(t, err)
-	assert.Equal(t, 1, rec.count(), "the resolver saw changes through a cut connection")
-	assert.Equal(t, []string{"10.0.0.1:80"}, rec.addrs())
+	assert.Equal(t, 1, rec.Count(), "the resolver saw changes through a cut connection")
+	assert.Equal(t, []string{"10.0.0.1:80"}, rec.Addrs())
 
-	px.heal(t)
-	rec.waitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
-	assert.Positive(t, logs.count("compacted"), "the resolver should have listed again after a compaction")
+	px.Heal(t)
+	rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
+	assert.Positive(t, logs.Count("compacted"), "the resolver should have listed again after a compaction")
 
 	put(t, admin, prefix+"d", "10.0.0.4:80")
-	rec.waitAddrs(t, "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
-	rec.noRepeats(t)
+	rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
+	rec.NoRepeats(t)
 }
 
 // A watch that only missed a few events while disconnected resumes where
@@ -367,15 +231,15 @@ func TestResolverCompactionWhileDisconnected(t *testing.T) {
 func TestResolverResumesAfterLostConnection(t *testing.T) {
 	t.Parallel()
 	admin, prefix, px, rec, logs := startProxiedWatch(t, "/resume/api/")
-	px.cut()
+	px.Cut()
 	put(t, admin, prefix+"b", "10.0.0.2:80")
 	del(t, admin, prefix+"a")
-	px.heal(t)
-	rec.waitAddrs(t, "10.0.0.2:80")
+	px.Heal(t)
+	rec.WaitAddrs(t, "10.0.0.2:80")
 	put(t, admin, prefix+"c", "10.0.0.3:80")
-	rec.waitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
-	assert.Zero(t, logs.count("listing again"), "the watch should have resumed without a list")
-	rec.noRepeats(t)
+	rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
+	assert.Zero(t, logs.Count("listing again"), "the watch should have resumed without a list")
+	rec.NoRepeats(t)
 }
 
 func TestResolverConfigErrors(t *testing.T) {
@@ -394,12 +258,7 @@ func TestResolverConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.give.Watch(context.Background(), func([]lb.Endpoint) error {
-				t.Error("update called")
-				return nil
-			})
-			require.ErrorIs(t, err, lb.ErrInvalidConfig)
-			assert.Contains(t, err.Error(), tt.want)
+			resolvertest.ConfigError(t, tt.give, tt.want)
 		})
 	}
 }
@@ -408,7 +267,7 @@ func TestResolverConfigErrors(t *testing.T) {
 func TestResolverEnds(t *testing.T) {
 	t.Parallel()
 	cli := newClient(t, exampleEtcd)
-	prefix := uniq("/ends/api/")
+	prefix := resolvertest.Uniq("/ends/api/")
 	put(t, cli, prefix+"a", "10.0.0.1:80")
 	errStop := context.DeadlineExceeded
 	err := etcd.Resolver{Client: cli, Prefix: prefix}.Watch(context.Background(), func([]lb.Endpoint) error { return errStop })

@@ -20,6 +20,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // shared is the redis-server that TestMain starts for the examples and
@@ -69,17 +71,8 @@ type server struct {
 	exited chan error // receives the process's end
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func newServer(dir string) (*server, error) {
-	port, err := freePort()
+	port, err := resolvertest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +99,7 @@ func (s *server) start() error {
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"), "--loglevel", "warning")
-	setPdeathsig(cmd) // the server dies with the test binary, even on a panic
+	resolvertest.DieWithParent(cmd) // the server dies with the test binary, even on a panic
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -221,17 +214,4 @@ var inf = math.Inf(1)
 func del(t *testing.T, cli *goredis.Client, service, id string) {
 	t.Helper()
 	require.NoError(t, cli.Del(bg(t), instanceKey(service, id)).Err())
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline
-// that only a broken program reaches.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // poll interval
-	}
 }

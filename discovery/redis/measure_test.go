@@ -1,10 +1,7 @@
 package redis_test
 
 import (
-	"context"
 	"fmt"
-	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -13,42 +10,13 @@ import (
 
 	"github.com/go-lb/lb"
 	lbredis "github.com/go-lb/lb/discovery/redis"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // These tests measure; they assert only correctness and log the figures.
 // Run them alone, without -race, for figures worth quoting:
 //
 //	cd discovery/redis && go test -run TestMeasure -count=1 -v .
-
-// followInto runs r into bal and sends, after each Update, the balancer's
-// backend addresses on applied.
-func followInto(t *testing.T, r lbredis.Resolver, bal *lb.Balancer, applied chan<- string) func() {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- r.Watch(ctx, func(eps []lb.Endpoint) error {
-			if err := bal.Update(eps); err != nil {
-				return err
-			}
-			select {
-			case applied <- backends(bal):
-			case <-ctx.Done():
-			}
-			return nil
-		})
-	}()
-	return func() {
-		cancel()
-		require.ErrorIs(t, <-done, context.Canceled)
-	}
-}
-
-func medianMax(ds []time.Duration) (time.Duration, time.Duration) {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2], s[len(s)-1]
-}
 
 // From a change in Redis (timed from before the write) to the balancer's
 // new picker, over 100 changes: instances written by hand (a keyspace
@@ -63,60 +31,36 @@ func TestMeasureChangeLatency(t *testing.T) {
 	require.NoError(t, err)
 	defer bal.Close()
 	applied := make(chan string, 1)
-	stop := followInto(t, lbredis.Resolver{Client: shared.client(t), Service: svc}, bal, applied)
+	stop := resolvertest.FollowInto(t, lbredis.Resolver{Client: shared.client(t), Service: svc}, bal, applied, resolvertest.Backends)
 	defer stop()
 	require.Equal(t, "[10.1.0.1:80]", <-applied)
 
-	byHand := make([]time.Duration, 0, changes)
-	for i := 0; i < changes; i++ {
+	byHand, _ := resolvertest.TimeChanges(t, changes, applied, func(i int) string {
 		addr := fmt.Sprintf("10.2.0.%d:80", i/2)
-		want := "[10.1.0.1:80 " + addr + "]"
-		start := time.Now()
 		if i%2 == 0 {
 			put(t, cli, svc, addr, addr, 0)
-		} else {
-			del(t, cli, svc, addr)
-			want = "[10.1.0.1:80]"
+			return "[10.1.0.1:80 " + addr + "]"
 		}
-		got := <-applied
-		byHand = append(byHand, time.Since(start))
-		require.Equal(t, want, got, "change %d", i)
-	}
+		del(t, cli, svc, addr)
+		return "[10.1.0.1:80]"
+	})
 
-	registered := make([]time.Duration, 0, changes)
 	var reg *lbredis.Registration
-	for i := 0; i < changes; i++ {
+	registered, _ := resolvertest.TimeChanges(t, changes, applied, func(i int) string {
 		addr := fmt.Sprintf("10.3.0.%d:80", i/2)
-		want := "[10.1.0.1:80 " + addr + "]"
-		start := time.Now()
 		if i%2 == 0 {
 			reg, err = lbredis.Register(bg(t), cli, svc, lb.Endpoint{Addr: addr}, lbredis.RegisterOptions{})
 			require.NoError(t, err)
-		} else {
-			require.NoError(t, reg.Close())
-			want = "[10.1.0.1:80]"
+			return "[10.1.0.1:80 " + addr + "]"
 		}
-		got := <-applied
-		registered = append(registered, time.Since(start))
-		require.Equal(t, want, got, "change %d", i)
-	}
-	select {
-	case got := <-applied:
-		t.Fatalf("an extra set was reported: %v", got)
-	default:
-	}
-	med, maxd := medianMax(byHand)
+		require.NoError(t, reg.Close())
+		return "[10.1.0.1:80]"
+	})
+	resolvertest.NothingMore(t, applied)
+	med, maxd := resolvertest.MedianMax(byHand)
 	t.Logf("change written by hand -> new picker, over %d changes: median %v, max %v (budget: median < 100ms)", changes, med, maxd)
-	med, maxd = medianMax(registered)
+	med, maxd = resolvertest.MedianMax(registered)
 	t.Logf("Register / Close -> new picker, over %d changes: median %v, max %v", changes, med, maxd)
-}
-
-// heapAlloc reads the memory statistics after two garbage collections
-// (objects in sync.Pools survive one).
-func heapAlloc(ms *runtime.MemStats) {
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(ms)
 }
 
 // 1,000 instances of one service: time from the start of Watch to the
@@ -129,37 +73,20 @@ func TestMeasureThousandInstances(t *testing.T) {
 	require.NoError(t, rcli.Ping(bg(t)).Err()) // a connection in the pool, as a running program has
 
 	// The resolver alone: the set handed to update is not kept.
-	var before, after runtime.MemStats
-	heapAlloc(&before)
-	got := make(chan int, 1)
-	wctx, wcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		done <- lbredis.Resolver{Client: rcli, Service: svc}.Watch(wctx, func(eps []lb.Endpoint) error {
-			got <- len(eps)
-			return nil
-		})
-	}()
-	require.Equal(t, n, <-got)
-	first := time.Since(start)
-	heapAlloc(&after)
-	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	wcancel()
-	require.ErrorIs(t, <-done, context.Canceled)
-	assert.Positive(t, held, "a running resolver over %d instances holds some memory", n)
+	fs := resolvertest.MeasureFirstSet(t, lbredis.Resolver{Client: rcli, Service: svc}, n)
+	assert.Positive(t, fs.Heap, "a running resolver over %d instances holds some memory", n)
 	t.Logf("%d instances: first full set after %v; heap held by the running resolver %.0f KiB (%.0f B per instance; includes the subscription's connection)",
-		n, first.Round(time.Microsecond), float64(held)/1024, float64(held)/n)
+		n, fs.After.Round(time.Microsecond), float64(fs.Heap)/1024, float64(fs.Heap)/n)
 
 	// The same into a Balancer (round robin), as Follow does.
 	bal, err := lb.NewBalancer(lb.RoundRobin{})
 	require.NoError(t, err)
 	defer bal.Close()
 	applied := make(chan string, 1)
-	start = time.Now()
-	stop := followInto(t, lbredis.Resolver{Client: rcli, Service: svc}, bal, applied)
+	start := time.Now()
+	stop := resolvertest.FollowInto(t, lbredis.Resolver{Client: rcli, Service: svc}, bal, applied, resolvertest.Backends)
 	<-applied
-	first = time.Since(start)
+	first := time.Since(start)
 	require.Len(t, bal.Backends(), n)
 	stop()
 	t.Logf("%d instances into a Balancer: first picker after %v", n, first.Round(time.Microsecond))

@@ -179,15 +179,7 @@ func (st *watchState) logBad(id, val string, err error) {
 
 // emit reports the current set if it differs from the last one reported.
 func (st *watchState) emit() (bool, error) {
-	eps := st.set()
-	if st.sent && lb.EqualEndpoints(st.last, eps) {
-		return false, nil
-	}
-	if err := st.update(lb.CloneEndpoints(eps)); err != nil {
-		return false, updateError{err}
-	}
-	st.last, st.sent = eps, true
-	return true, nil
+	return st.last.Report(st.set(), st.update)
 }
 
 // set returns the endpoints of the current instances, one per address

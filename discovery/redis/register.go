@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
 )
 
 // RegisterOptions tunes Register. The zero value means the defaults.
@@ -186,7 +187,7 @@ func (r *Registration) refresh(ctx context.Context) {
 			return
 		default:
 			failures++
-			wait = jitter(backoff(failures, min(minBackoff, r.every), r.every))
+			wait = backoff.Jitter(backoff.Exp(failures, min(minBackoff, r.every), r.every))
 			r.logger.Warn("redis: refreshing the registered instance failed", "key", r.keys[0],
 				"attempt", failures, "err", err, "retry_in", wait)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-lb/lb"
 	lbredis "github.com/go-lb/lb/discovery/redis"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // subscribe returns a subscription to svc's change channel, confirmed,
@@ -67,7 +68,7 @@ func TestRegisterWritesRefreshesAndRemoves(t *testing.T) {
 
 	// The key outlives its TTL several times over: refreshed, not
 	// rewritten (no announcement).
-	waitFor(t, "three TTLs", func() bool { return serverMillis(t, cli) > score+2*float64(ttl.Milliseconds()) })
+	resolvertest.WaitFor(t, "three TTLs", func() bool { return serverMillis(t, cli) > score+2*float64(ttl.Milliseconds()) })
 	got, err := cli.Get(bg(t), instanceKey(svc, "seven")).Result()
 	require.NoError(t, err)
 	assert.Equal(t, val, got)
@@ -95,7 +96,7 @@ func TestRegisterWritesAgainWhenLost(t *testing.T) {
 	cli := shared.client(t)
 	svc := uniq("lost")
 	require.NoError(t, cli.ZAdd(bg(t), indexKey(svc), goredis.Z{Score: 1, Member: "long-dead"}).Err())
-	logs, logger := newLogs()
+	logs, logger := resolvertest.NewLogs()
 	reg, err := lbredis.Register(bg(t), cli, svc, lb.Endpoint{Addr: "10.0.0.8:80"}, lbredis.RegisterOptions{TTL: 300 * time.Millisecond, Logger: logger})
 	require.NoError(t, err)
 	defer reg.Close()
@@ -109,7 +110,7 @@ func TestRegisterWritesAgainWhenLost(t *testing.T) {
 	n, err := cli.Exists(bg(t), instanceKey(svc, "10.0.0.8:80"), indexKey(svc)).Result()
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), n)
-	waitFor(t, "the rewrite to be logged", func() bool { return logs.count("was gone; wrote it again") == 1 })
+	resolvertest.WaitFor(t, "the rewrite to be logged", func() bool { return logs.Count("was gone; wrote it again") == 1 })
 }
 
 // Close leaves alone an instance that another process has registered

@@ -11,6 +11,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
+	"github.com/go-lb/lb/internal/report"
 )
 
 // Resolver is an lb.Resolver over one service's instances in Redis (see
@@ -136,16 +138,10 @@ type watchState struct {
 	update  func([]lb.Endpoint) error
 	entries map[string]lb.Endpoint // by instance ID
 	bad     map[string]string      // malformed value last logged, by ID
-	last    []lb.Endpoint
-	sent    bool
+	last    report.Last
 	warned  bool    // that keyspace notifications are unavailable
 	refused [2]bool // warned that the keyspace, channel subscription was refused
 }
-
-// updateError carries the error of update out of a session.
-type updateError struct{ err error }
-
-func (e updateError) Error() string { return e.err.Error() }
 
 // Watch implements lb.Resolver. It returns an error wrapping
 // lb.ErrInvalidConfig at once when r is invalid, ctx.Err() when ctx ends,
@@ -171,9 +167,9 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var ue updateError
+		var ue report.UpdateError
 		if errors.As(err, &ue) {
-			return ue.err
+			return ue.Err
 		}
 		if errors.Is(err, goredis.ErrClosed) {
 			return fmt.Errorf("redis: the client was closed: %w", err)
@@ -182,7 +178,7 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 			failures = 0
 		}
 		failures++
-		wait := jitter(backoff(failures, minBackoff, r.MaxBackoff))
+		wait := backoff.Jitter(backoff.Exp(failures, minBackoff, r.MaxBackoff))
 		r.Logger.Warn("redis: following the service failed; keeping the last set and reconnecting",
 			"service", r.Service, "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-lb/lb"
 	lbredis "github.com/go-lb/lb/discovery/redis"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // The server is killed: meanwhile the set stays and picks go on. It is
@@ -30,31 +31,27 @@ func TestResolverServerRestart(t *testing.T) {
 	bal, err := lb.NewBalancer(lb.RoundRobin{})
 	require.NoError(t, err)
 	defer bal.Close()
-	logs, logger := newLogs()
+	logs, logger := resolvertest.NewLogs()
 	f := lb.StartFollower(context.Background(), lbredis.Resolver{
 		Client: srv.client(t), Service: svc, Logger: logger,
 		ResyncInterval: noResync, RequestTimeout: time.Second, MaxBackoff: 200 * time.Millisecond,
 	}, bal)
 	defer f.Stop()
 	<-f.Ready()
-	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Backends(bal))
 
 	srv.kill()
-	waitFor(t, "the resolver to notice", func() bool { return logs.count("keeping the last set") > 0 })
-	waitFor(t, "a failed reconnection", func() bool { return logs.count("keeping the last set") > 1 })
-	for i := 0; i < 10; i++ {
-		pk, err := bal.Pick("")
-		require.NoError(t, err)
-		pk.Done(nil, 0)
-	}
-	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal), "a lost server emptied the set")
+	resolvertest.WaitFor(t, "the resolver to notice", func() bool { return logs.Count("keeping the last set") > 0 })
+	resolvertest.WaitFor(t, "a failed reconnection", func() bool { return logs.Count("keeping the last set") > 1 })
+	resolvertest.PicksWork(t, bal, 10)
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Backends(bal), "a lost server emptied the set")
 
 	require.NoError(t, srv.start())
-	waitFor(t, "the registered instance alone", func() bool { return backends(bal) == "[10.0.0.1:80]" })
+	resolvertest.WaitFor(t, "the registered instance alone", func() bool { return resolvertest.Backends(bal) == "[10.0.0.1:80]" })
 	put(t, admin, svc, "c", "10.0.0.3:80", 0)
-	waitFor(t, "a change after the restart", func() bool { return backends(bal) == "[10.0.0.1:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "a change after the restart", func() bool { return resolvertest.Backends(bal) == "[10.0.0.1:80 10.0.0.3:80]" })
 	require.NoError(t, reg.Close())
-	waitFor(t, "the registration's removal", func() bool { return backends(bal) == "[10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the registration's removal", func() bool { return resolvertest.Backends(bal) == "[10.0.0.3:80]" })
 	require.NoError(t, f.Stop())
 }
 
@@ -67,28 +64,28 @@ func TestResolverResyncFindsMissedChanges(t *testing.T) {
 	svc := uniq("resync")
 	admin := srv.client(t)
 	require.NoError(t, admin.ConfigSet(bg(t), "notify-keyspace-events", "").Err())
-	logs, logger := newLogs()
-	rec := watch(t, lbredis.Resolver{
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, lbredis.Resolver{
 		Client: srv.client(t), Service: svc, Logger: logger, LeaveConfig: true,
 		ResyncInterval: 200 * time.Millisecond,
 	})
-	waitFor(t, "the first set", func() bool { return rec.count() == 1 })
-	assert.Equal(t, 1, logs.count("keyspace notifications are off"))
+	rec.WaitCount(t, 1, "the first set")
+	assert.Equal(t, 1, logs.Count("keyspace notifications are off"))
 
 	put(t, admin, svc, "a", "10.0.0.1:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80")
-	waitFor(t, "the re-read to say so", func() bool { return logs.count("periodic re-read found changes") == 1 })
+	rec.WaitAddrs(t, "10.0.0.1:80")
+	resolvertest.WaitFor(t, "the re-read to say so", func() bool { return logs.Count("periodic re-read found changes") == 1 })
 
 	reg, err := lbredis.Register(bg(t), admin, svc, lb.Endpoint{Addr: "10.0.0.2:80"}, lbredis.RegisterOptions{})
 	require.NoError(t, err)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
 	require.NoError(t, reg.Close())
-	rec.waitAddrs(t, "10.0.0.1:80")
-	assert.Equal(t, 1, logs.count("periodic re-read found changes"), "announced changes waited for a re-read")
+	rec.WaitAddrs(t, "10.0.0.1:80")
+	assert.Equal(t, 1, logs.Count("periodic re-read found changes"), "announced changes waited for a re-read")
 	cfg, err := admin.ConfigGet(bg(t), "notify-keyspace-events").Result()
 	require.NoError(t, err)
 	assert.Empty(t, cfg["notify-keyspace-events"], "LeaveConfig changed the server's configuration")
-	rec.noRepeats(t)
+	rec.NoRepeats(t)
 }
 
 // Without LeaveConfig, the resolver adds the keyspace event classes it
@@ -98,16 +95,16 @@ func TestResolverEnablesNotifications(t *testing.T) {
 	srv := startServer(t)
 	admin := srv.client(t)
 	require.NoError(t, admin.ConfigSet(bg(t), "notify-keyspace-events", "El").Err())
-	logs, logger := newLogs()
-	rec := watch(t, lbredis.Resolver{Client: srv.client(t), Service: uniq("enable"), Logger: logger})
-	waitFor(t, "the first set", func() bool { return rec.count() == 1 })
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: srv.client(t), Service: uniq("enable"), Logger: logger})
+	rec.WaitCount(t, 1, "the first set")
 	cfg, err := admin.ConfigGet(bg(t), "notify-keyspace-events").Result()
 	require.NoError(t, err)
 	for _, c := range "KEg$lxe" {
 		assert.Contains(t, cfg["notify-keyspace-events"], string(c))
 	}
-	assert.Equal(t, 1, logs.count("enabled keyspace notifications"))
-	assert.Zero(t, logs.count("notifications are off"))
+	assert.Equal(t, 1, logs.Count("enabled keyspace notifications"))
+	assert.Zero(t, logs.Count("notifications are off"))
 }
 
 // The subscription's connection is killed, in the same transaction as a
@@ -119,9 +116,9 @@ func TestResolverSubscriptionKilled(t *testing.T) {
 	svc := uniq("killed")
 	admin := srv.client(t)
 	put(t, admin, svc, "a", "10.0.0.1:80", 0)
-	logs, logger := newLogs()
-	rec := watch(t, lbredis.Resolver{Client: srv.client(t), Service: svc, Logger: logger, ResyncInterval: noResync})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: srv.client(t), Service: svc, Logger: logger, ResyncInterval: noResync})
+	rec.WaitAddrs(t, "10.0.0.1:80")
 
 	_, err := admin.TxPipelined(bg(t), func(p goredis.Pipeliner) error {
 		p.ClientKillByFilter(bg(t), "TYPE", "pubsub")
@@ -130,11 +127,11 @@ func TestResolverSubscriptionKilled(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
-	assert.Equal(t, 1, logs.count("keeping the last set"))
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, 1, logs.Count("keeping the last set"))
 	put(t, admin, svc, "c", "10.0.0.3:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
-	rec.noRepeats(t)
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	rec.NoRepeats(t)
 }
 
 // The connections go silent (a partition: nothing is closed, nothing
@@ -146,23 +143,23 @@ func TestResolverSilentConnection(t *testing.T) {
 	svc := uniq("silent")
 	admin := srv.client(t)
 	put(t, admin, svc, "a", "10.0.0.1:80", 0)
-	px := startBlackHole(t, srv.addr)
-	cli := goredis.NewClient(&goredis.Options{Addr: px.addr})
+	px := resolvertest.StartProxy(t, srv.addr)
+	cli := goredis.NewClient(&goredis.Options{Addr: px.Addr()})
 	t.Cleanup(func() { _ = cli.Close() })
-	logs, logger := newLogs()
-	rec := watch(t, lbredis.Resolver{
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, lbredis.Resolver{
 		Client: cli, Service: svc, Logger: logger,
 		ResyncInterval: noResync, RequestTimeout: 300 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec.WaitAddrs(t, "10.0.0.1:80")
 
-	px.freeze()
+	px.Freeze()
 	put(t, admin, svc, "b", "10.0.0.2:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
-	assert.Equal(t, 1, logs.count("did not answer a ping"))
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, 1, logs.Count("did not answer a ping"))
 	put(t, admin, svc, "c", "10.0.0.3:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
-	rec.noRepeats(t)
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	rec.NoRepeats(t)
 }
 
 // A user whose ACL gives it no pub/sub channels (Redis 7's default for
@@ -176,13 +173,13 @@ func TestResolverSubscriptionsRefused(t *testing.T) {
 	require.NoError(t, admin.Do(bg(t), "ACL", "SETUSER", "nochannels", "on", ">secret", "~*", "+@all", "resetchannels").Err())
 	cli := goredis.NewClient(&goredis.Options{Addr: srv.addr, Username: "nochannels", Password: "secret"})
 	t.Cleanup(func() { _ = cli.Close() })
-	logs, logger := newLogs()
-	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, Logger: logger, ResyncInterval: 100 * time.Millisecond})
-	waitFor(t, "the first set", func() bool { return rec.count() == 1 })
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: cli, Service: svc, Logger: logger, ResyncInterval: 100 * time.Millisecond})
+	rec.WaitCount(t, 1, "the first set")
 	put(t, admin, svc, "a", "10.0.0.1:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	put(t, admin, svc, "b", "10.0.0.2:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
-	assert.Equal(t, 2, logs.count("refused a subscription"))
-	assert.Zero(t, logs.count("keeping the last set"), "a refused subscription is not a lost connection")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, 2, logs.Count("refused a subscription"))
+	assert.Zero(t, logs.Count("keeping the last set"), "a refused subscription is not a lost connection")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-lb/lb"
 	lbredis "github.com/go-lb/lb/discovery/redis"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // noResync is a ResyncInterval no test outlives: with it, only
@@ -44,25 +45,25 @@ func TestResolverFollowsRegistrations(t *testing.T) {
 	f := lb.StartFollower(context.Background(), lbredis.Resolver{Client: shared.client(t), Service: svc, ResyncInterval: noResync}, bal)
 	defer f.Stop()
 	<-f.Ready()
-	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]", backends(bal))
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]", resolvertest.Backends(bal))
 
 	// A clean stop: the instance goes at once.
 	require.NoError(t, regs[0].Close())
 	<-regs[0].Done()
-	waitFor(t, "the stopped instance to go", func() bool { return backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the stopped instance to go", func() bool { return resolvertest.Backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
 
 	// A crash: nothing refreshes the key any more; Redis expires it.
 	killed := time.Now()
 	require.NoError(t, clis[1].Close())
 	<-regs[1].Done()
-	waitFor(t, "the crashed instance to expire", func() bool { return backends(bal) == "[10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the crashed instance to expire", func() bool { return resolvertest.Backends(bal) == "[10.0.0.3:80]" })
 	t.Logf("crashed instance removed %v after its client died (TTL %v)", time.Since(killed).Round(time.Millisecond), ttl)
 	require.Error(t, regs[1].Close(), "removing through a closed client")
 
 	// The survivor has outlived its TTL: its refreshes keep it.
 	assert.Greater(t, time.Since(registered), ttl)
 	require.NoError(t, regs[2].Close())
-	waitFor(t, "the last instance to go", func() bool { return backends(bal) == "[]" })
+	resolvertest.WaitFor(t, "the last instance to go", func() bool { return resolvertest.Backends(bal) == "[]" })
 	require.NoError(t, f.Stop())
 }
 
@@ -83,49 +84,49 @@ func TestResolverValues(t *testing.T) {
 	require.NoError(t, cli.ZAdd(bg(t), indexKey(svc), goredis.Z{Score: inf, Member: "bad id"}).Err())
 	put(t, cli, svc+"x", "c", "10.9.9.9:80", 0) // another service's instance
 
-	logs, logger := newLogs()
-	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, Logger: logger, ResyncInterval: noResync})
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	logs, logger := resolvertest.NewLogs()
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: cli, Service: svc, Logger: logger, ResyncInterval: noResync})
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
 	assert.Equal(t, []lb.Endpoint{
 		{Addr: "10.0.0.1:80", Weight: 3, HashKey: "a", Labels: map[string]string{"zone": "eu-1"}},
 		{Addr: "10.0.0.2:80"},
-	}, rec.last())
-	assert.Equal(t, 2, logs.count("malformed"))
-	assert.Equal(t, 1, logs.count("key="+instanceKey(svc, "bad1")+" "))
-	assert.Equal(t, 1, logs.count("invalid instance ID"))
+	}, rec.Last())
+	assert.Equal(t, 2, logs.Count("malformed"))
+	assert.Equal(t, 1, logs.Count("key="+instanceKey(svc, "bad1")+" "))
+	assert.Equal(t, 1, logs.Count("invalid instance ID"))
 
 	// A malformed value on an instance that had an endpoint keeps it.
 	put(t, cli, svc, "b", `{"addr":`, 0)
-	waitFor(t, "the malformed value to be logged", func() bool { return logs.count("key="+instanceKey(svc, "b")+" ") == 1 })
+	resolvertest.WaitFor(t, "the malformed value to be logged", func() bool { return logs.Count("key="+instanceKey(svc, "b")+" ") == 1 })
 	// A change reported after it shows that nothing was reported for it.
 	put(t, cli, svc, "c", "10.0.0.3:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
-	assert.Equal(t, 2, rec.count())
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	assert.Equal(t, 2, rec.Count())
 
 	// A weight change is a change; writing the same value again is not.
 	put(t, cli, svc, "c", `{"addr":"10.0.0.3:80","weight":2}`, 0)
-	waitFor(t, "the new weight", func() bool { return rec.count() == 3 })
-	assert.Equal(t, 2, rec.last()[2].Weight)
+	rec.WaitCount(t, 3, "the new weight")
+	assert.Equal(t, 2, rec.Last()[2].Weight)
 	put(t, cli, svc, "c", `{"addr":"10.0.0.3:80","weight":2}`, 0)
 	put(t, cli, svc, "d", "10.0.0.4:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
-	assert.Equal(t, 4, rec.count(), "an identical set was reported")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
+	assert.Equal(t, 4, rec.Count(), "an identical set was reported")
 
 	// A key of another type is no instance.
 	require.NoError(t, cli.Del(bg(t), instanceKey(svc, "d")).Err())
 	require.NoError(t, cli.RPush(bg(t), instanceKey(svc, "d"), "10.0.0.4:80").Err())
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
 
 	// Deletes remove, including the instance whose last value was
 	// malformed; so does taking the ID out of the index, once announced.
 	del(t, cli, svc, "b")
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.3:80")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.3:80")
 	require.NoError(t, cli.ZRem(bg(t), indexKey(svc), "c").Err())
 	require.NoError(t, cli.Publish(bg(t), channelName(svc), "c").Err())
-	rec.waitAddrs(t, "10.0.0.1:80")
-	rec.noRepeats(t)
-	assert.Equal(t, 3, logs.count("malformed"), "a malformed value is logged once")
-	require.ErrorIs(t, rec.stop(), context.Canceled)
+	rec.WaitAddrs(t, "10.0.0.1:80")
+	rec.NoRepeats(t)
+	assert.Equal(t, 3, logs.Count("malformed"), "a malformed value is logged once")
+	require.ErrorIs(t, rec.Stop(), context.Canceled)
 }
 
 // An instance written with a TTL goes when Redis expires it: the
@@ -135,14 +136,14 @@ func TestResolverTTLExpiry(t *testing.T) {
 	svc := uniq("expiry")
 	cli := shared.client(t)
 	put(t, cli, svc, "stays", "10.0.0.1:80", 0)
-	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	written := time.Now()
 	put(t, cli, svc, "goes", "10.0.0.2:80", 300*time.Millisecond)
-	rec.waitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	t.Logf("an instance with a 300ms TTL was removed %v after it was written", time.Since(written).Round(time.Millisecond))
-	assert.Equal(t, 3, rec.count())
+	assert.Equal(t, 3, rec.Count())
 }
 
 // Two instances with the same address: the smaller ID's endpoint wins,
@@ -152,27 +153,27 @@ func TestResolverSameAddressTwice(t *testing.T) {
 	svc := uniq("twice")
 	cli := shared.client(t)
 	put(t, cli, svc, "b", `{"addr":"10.0.0.1:80","weight":1}`, 0)
-	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	put(t, cli, svc, "a", `{"addr":"10.0.0.1:80","weight":5}`, 0)
-	waitFor(t, "the smaller ID's weight", func() bool { return rec.count() == 2 })
-	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.last())
+	rec.WaitCount(t, 2, "the smaller ID's weight")
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.Last())
 	del(t, cli, svc, "a")
-	waitFor(t, "the other ID's weight", func() bool { return rec.count() == 3 })
-	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.last())
+	rec.WaitCount(t, 3, "the other ID's weight")
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.Last())
 	del(t, cli, svc, "b")
-	waitFor(t, "the empty set", func() bool { return rec.count() == 4 })
-	assert.Empty(t, rec.last())
+	rec.WaitCount(t, 4, "the empty set")
+	assert.Empty(t, rec.Last())
 }
 
 // A service with no instances is reported as an empty set: Redis says
 // there are none.
 func TestResolverEmptyService(t *testing.T) {
 	t.Parallel()
-	rec := watch(t, lbredis.Resolver{Client: shared.client(t), Service: uniq("nothing")})
-	waitFor(t, "a set", func() bool { return rec.count() == 1 })
-	assert.NotNil(t, rec.last())
-	assert.Empty(t, rec.last())
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: shared.client(t), Service: uniq("nothing")})
+	rec.WaitCount(t, 1, "a set")
+	assert.NotNil(t, rec.Last())
+	assert.Empty(t, rec.Last())
 }
 
 // Service names are matched exactly, also when they hold the characters
@@ -182,12 +183,12 @@ func TestResolverServiceNameIsNotAPattern(t *testing.T) {
 	cli := shared.client(t)
 	base := uniq("glob")
 	svc := base + `*?[ab]\`
-	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
-	waitFor(t, "the first set", func() bool { return rec.count() == 1 })
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
+	rec.WaitCount(t, 1, "the first set")
 	put(t, cli, base+`xxa\`, "x", "10.0.0.9:80", 0) // what the pattern would match unescaped
 	put(t, cli, svc, "a", "10.0.0.1:80", 0)
-	rec.waitAddrs(t, "10.0.0.1:80")
-	assert.Equal(t, 2, rec.count())
+	rec.WaitAddrs(t, "10.0.0.1:80")
+	assert.Equal(t, 2, rec.Count())
 }
 
 // 1,000 instances: the first set holds them all; removing half of them
@@ -198,10 +199,10 @@ func TestResolverThousandInstances(t *testing.T) {
 	svc := uniq("large")
 	cli := shared.client(t)
 	putMany(t, cli, svc, 0, n)
-	rec := watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
-	waitFor(t, "1,000 instances", func() bool { return len(rec.last()) == n })
-	assert.Equal(t, 1, rec.count())
-	eps := rec.last()
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: cli, Service: svc, ResyncInterval: noResync})
+	resolvertest.WaitFor(t, "1,000 instances", func() bool { return len(rec.Last()) == n })
+	assert.Equal(t, 1, rec.Count())
+	eps := rec.Last()
 	for i := 1; i < len(eps); i++ {
 		require.Less(t, eps[i-1].Addr, eps[i].Addr, "the set is sorted")
 	}
@@ -211,9 +212,9 @@ func TestResolverThousandInstances(t *testing.T) {
 		keys = append(keys, instanceKey(svc, instanceID(i)))
 	}
 	require.NoError(t, cli.Del(bg(t), keys...).Err())
-	waitFor(t, "500 instances", func() bool { return len(rec.last()) == n/2 })
-	t.Logf("deleting 500 keys in one DEL was reported in %d sets", rec.count()-1)
-	rec.noRepeats(t)
+	resolvertest.WaitFor(t, "500 instances", func() bool { return len(rec.Last()) == n/2 })
+	t.Logf("deleting 500 keys in one DEL was reported in %d sets", rec.Count()-1)
+	rec.NoRepeats(t)
 }
 
 func instanceID(i int) string { return fmt.Sprintf("10.3.%d.%d:8080", i/256, i%256) }
@@ -253,12 +254,7 @@ func TestResolverConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.give.Watch(context.Background(), func([]lb.Endpoint) error {
-				t.Error("update called")
-				return nil
-			})
-			require.ErrorIs(t, err, lb.ErrInvalidConfig)
-			assert.Contains(t, err.Error(), tt.want)
+			resolvertest.ConfigError(t, tt.give, tt.want)
 		})
 	}
 }
@@ -275,19 +271,19 @@ func TestResolverEnds(t *testing.T) {
 	require.ErrorIs(t, err, errStop)
 
 	own := shared.client(t)
-	rec := watch(t, lbredis.Resolver{Client: own, Service: svc})
-	rec.waitAddrs(t, "10.0.0.1:80")
+	rec := resolvertest.Watch(t, lbredis.Resolver{Client: own, Service: svc})
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	require.NoError(t, own.Close())
-	err = rec.ended(t)
+	err = rec.Ended(t)
 	require.ErrorIs(t, err, goredis.ErrClosed)
 	require.ErrorContains(t, err, "closed")
 
 	srv := startServer(t)
-	rec = watch(t, lbredis.Resolver{Client: srv.client(t), Service: svc})
-	waitFor(t, "the first set", func() bool { return rec.count() == 1 })
+	rec = resolvertest.Watch(t, lbredis.Resolver{Client: srv.client(t), Service: svc})
+	rec.WaitCount(t, 1, "the first set")
 	srv.kill()
 	start := time.Now()
-	require.ErrorIs(t, rec.stop(), context.Canceled)
+	require.ErrorIs(t, rec.Stop(), context.Canceled)
 	t.Logf("Watch returned %v after its context ended, with the server away", time.Since(start).Round(time.Microsecond))
 
 	// A context that ends before the first set.

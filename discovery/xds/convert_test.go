@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/xds"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 func TestConvertAddresses(t *testing.T) {
@@ -70,7 +71,7 @@ func TestConvertSkips(t *testing.T) {
 			eps, skipped, err := xds.Convert(tt.give)
 			require.NoError(t, err)
 			assert.Equal(t, 1, skipped)
-			assert.Equal(t, []string{"10.0.0.1:80"}, addrsOf(eps))
+			assert.Equal(t, []string{"10.0.0.1:80"}, resolvertest.Addrs(eps))
 		})
 	}
 	eps, skipped, err := xds.Convert(&endpointv3.ClusterLoadAssignment{ClusterName: "c", NamedEndpoints: map[string]*endpointv3.Endpoint{"n": {}}})

@@ -3,9 +3,7 @@ package xds_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/xds"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // TestMain fails the package if any goroutine is left once the tests end:
@@ -35,10 +34,6 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
-
-// waitLimit bounds every wait for a condition; only a broken program
-// reaches it.
-const waitLimit = 30 * time.Second
 
 // controlPlane is go-control-plane's xDS server over a snapshot cache, on
 // a loopback port: the management server the tests run against.
@@ -67,7 +62,7 @@ func startControlPlane(t testing.TB, addr string, cache cachev3.SnapshotCache) *
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err == nil
-	}, waitLimit, 10*time.Millisecond, "listening on %s", addr)
+	}, resolvertest.Deadline, 10*time.Millisecond, "listening on %s", addr)
 	if cache == nil {
 		cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	}
@@ -136,7 +131,7 @@ func (cp *controlPlane) waitRequest(t testing.TB, what string, match func(*disco
 			}
 		}
 		return false
-	}, waitLimit, time.Millisecond, "waiting for %s", what)
+	}, resolvertest.Deadline, time.Millisecond, "waiting for %s", what)
 	return got
 }
 
@@ -155,7 +150,7 @@ func (cp *controlPlane) nonceOf(t testing.TB, version string) string {
 			}
 		}
 		return false
-	}, waitLimit, time.Millisecond, "waiting for the response of version %q", version)
+	}, resolvertest.Deadline, time.Millisecond, "waiting for the response of version %q", version)
 	return nonce
 }
 
@@ -225,7 +220,7 @@ func (w *watchRun) next(t testing.TB) []lb.Endpoint {
 		return eps
 	case err := <-w.done:
 		t.Fatalf("Watch returned %v while a set was awaited", err)
-	case <-time.After(waitLimit):
+	case <-time.After(resolvertest.Deadline):
 		t.Fatal("no set reported in time")
 	}
 	return nil
@@ -236,7 +231,7 @@ func (w *watchRun) quiet(t testing.TB) {
 	t.Helper()
 	select {
 	case eps := <-w.sets:
-		t.Fatalf("an unexpected set was reported: %v", addrsOf(eps))
+		t.Fatalf("an unexpected set was reported: %v", resolvertest.Addrs(eps))
 	default:
 	}
 }
@@ -251,56 +246,10 @@ func (w *watchRun) stop(t testing.TB) {
 			require.ErrorIs(t, err, context.Canceled)
 			close(w.done)
 		}
-	case <-time.After(waitLimit):
+	case <-time.After(resolvertest.Deadline):
 		t.Fatal("Watch did not return after its context ended")
 	}
 }
-
-func addrsOf(eps []lb.Endpoint) []string {
-	out := make([]string, len(eps))
-	for i, e := range eps {
-		out[i] = e.Addr
-	}
-	return out
-}
-
-// logRecorder is a slog.Handler that keeps every message, so that a test
-// can wait for the resolver to say something.
-type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	l.mu.Lock()
-	l.msgs = append(l.msgs, b.String())
-	l.mu.Unlock()
-	return nil
-}
-
-// matching returns the messages that contain s, oldest first.
-func (l *logRecorder) matching(s string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (l *logRecorder) count(s string) int { return len(l.matching(s)) }
 
 // Builders of EDS resources.
 

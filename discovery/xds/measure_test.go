@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/xds"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // These tests measure; they assert only correctness and log the figures.
@@ -21,35 +20,8 @@ import (
 //
 //	cd discovery/xds && go test -run TestMeasure -count=1 -v .
 
-// followTimed runs r into bal and sends the time of each applied set (the
-// balancer's new picker) on applied.
-func followTimed(t *testing.T, r xds.Resolver, bal *lb.Balancer, applied chan<- time.Time) func() {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- r.Watch(ctx, func(eps []lb.Endpoint) error {
-			if err := bal.Update(eps); err != nil {
-				return err
-			}
-			select {
-			case applied <- time.Now():
-			case <-ctx.Done():
-			}
-			return nil
-		})
-	}()
-	return func() {
-		cancel()
-		require.ErrorIs(t, <-done, context.Canceled)
-	}
-}
-
-func medianMax(ds []time.Duration) (time.Duration, time.Duration) {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2], s[len(s)-1]
-}
+// appliedAt reports when the balancer took a set: now.
+func appliedAt(*lb.Balancer) time.Time { return time.Now() }
 
 // From a new snapshot in the management server (the SetSnapshot call) to
 // the balancer's new picker, over 100 changes of one endpoint in a
@@ -63,7 +35,7 @@ func TestMeasureChangeLatency(t *testing.T) {
 	require.NoError(t, err)
 	defer bal.Close()
 	applied := make(chan time.Time, 1)
-	stop := followTimed(t, cp.resolver("n", "api"), bal, applied)
+	stop := resolvertest.FollowInto(t, cp.resolver("n", "api"), bal, applied, appliedAt)
 	defer stop()
 	<-applied
 	lat := make([]time.Duration, 0, changes)
@@ -80,48 +52,9 @@ func TestMeasureChangeLatency(t *testing.T) {
 		require.Len(t, bal.Backends(), want, "change %d", i)
 		lat = append(lat, end.Sub(start))
 	}
-	select {
-	case <-applied:
-		t.Fatal("an extra set was applied")
-	default:
-	}
-	med, maxd := medianMax(lat)
+	resolvertest.NothingMore(t, applied)
+	med, maxd := resolvertest.MedianMax(lat)
 	t.Logf("EDS change -> new picker, over %d changes: median %v, max %v (budget: median < 100ms)", changes, med, maxd)
-}
-
-// heapAlloc reads the memory statistics after two garbage collections
-// (objects in sync.Pools survive one).
-func heapAlloc() int64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
-}
-
-// held runs a resolver over cluster until its first set, and returns the
-// time that took and the heap it holds then (the sets it reports are not
-// kept).
-func held(t *testing.T, r xds.Resolver, n int) (time.Duration, int64) {
-	t.Helper()
-	before := heapAlloc()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan int, 1)
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		done <- r.Watch(ctx, func(eps []lb.Endpoint) error {
-			got <- len(eps)
-			return nil
-		})
-	}()
-	require.Equal(t, n, <-got)
-	first := time.Since(start)
-	h := heapAlloc() - before
-	cancel()
-	require.ErrorIs(t, <-done, context.Canceled)
-	return first, h
 }
 
 // 10,000 endpoints: time from the start of Watch to the first set (and
@@ -134,13 +67,14 @@ func TestMeasureLargeSet(t *testing.T) {
 	cp.set(t, "small", "1", manyEndpoints("api", small, 0))
 	// A first client of each warms the server (it marshals each resource
 	// once and keeps it), so that the figures below are the client's.
-	held(t, cp.resolver("big", "api"), n)
-	held(t, cp.resolver("small", "api"), small)
+	resolvertest.MeasureFirstSet(t, cp.resolver("big", "api"), n)
+	resolvertest.MeasureFirstSet(t, cp.resolver("small", "api"), small)
 
-	first, bigHeap := held(t, cp.resolver("big", "api"), n)
-	_, smallHeap := held(t, cp.resolver("small", "api"), small)
+	big := resolvertest.MeasureFirstSet(t, cp.resolver("big", "api"), n)
+	bigHeap := big.Heap
+	smallHeap := resolvertest.MeasureFirstSet(t, cp.resolver("small", "api"), small).Heap
 	assert.Positive(t, bigHeap, "a running resolver holds some memory")
-	t.Logf("%d endpoints: first set after %v (budget: < 1s)", n, first.Round(time.Microsecond))
+	t.Logf("%d endpoints: first set after %v (budget: < 1s)", n, big.After.Round(time.Microsecond))
 	t.Logf("heap held by a running resolver: %.0f KiB with %d endpoints, %.0f KiB with %d: %.0f B per endpoint (the difference), %.0f B per endpoint overall",
 		float64(bigHeap)/1024, n, float64(smallHeap)/1024, small,
 		float64(bigHeap-smallHeap)/(n-small), float64(bigHeap)/n)
@@ -150,7 +84,7 @@ func TestMeasureLargeSet(t *testing.T) {
 	defer bal.Close()
 	applied := make(chan time.Time, 1)
 	start := time.Now()
-	stop := followTimed(t, cp.resolver("big", "api"), bal, applied)
+	stop := resolvertest.FollowInto(t, cp.resolver("big", "api"), bal, applied, appliedAt)
 	end := <-applied
 	stop()
 	require.Len(t, bal.Backends(), n)

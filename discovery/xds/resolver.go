@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -16,6 +14,8 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/go-lb/lb"
+	retry "github.com/go-lb/lb/internal/backoff"
+	"github.com/go-lb/lb/internal/report"
 )
 
 // Resolver is an lb.Resolver over the ClusterLoadAssignments (EDS
@@ -203,9 +203,9 @@ func (r Resolver) Watch(ctx context.Context, update func([]lb.Endpoint) error) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var ue updateError
+		var ue report.UpdateError
 		if errors.As(err, &ue) {
-			return ue.err
+			return ue.Err
 		}
 		if conn.GetState() == connectivity.Shutdown {
 			return fmt.Errorf("xds: the connection to the management server was closed: %w", err)
@@ -239,17 +239,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // lo·2^(n-1), at most hi, of which a random part, up to half, is taken
 // off so that clients that lost the same server do not return together.
 func retryWait(n int, lo, hi time.Duration) time.Duration {
-	d := hi
-	if f := float64(lo) * math.Exp2(float64(n-1)); f < float64(hi) {
-		d = time.Duration(f)
-	}
-	return d - rand.N(d/2+1)
+	return retry.Jitter(retry.Exp(n, lo, hi))
 }
-
-// updateError carries the error of update out of a stream.
-type updateError struct{ err error }
-
-func (e updateError) Error() string { return e.err.Error() }
 
 func (r Resolver) nodeProto() *corev3.Node {
 	var loc *corev3.Locality

@@ -23,6 +23,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/xds"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // labels is the label set of an endpoint of cluster at region/zone and
@@ -58,7 +59,7 @@ func TestFirstSetAndUpdates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cp := startControlPlane(t, "127.0.0.1:0", cachev3.NewSnapshotCache(tt.ads, cachev3.IDHash{}, nil))
-			logs := &logRecorder{}
+			logs := &resolvertest.Logs{}
 			r := cp.resolver("node-1", "api")
 			r.Stream, r.Logger = tt.stream, slog.New(logs)
 
@@ -87,7 +88,7 @@ func TestFirstSetAndUpdates(t *testing.T) {
 				{Addr: "[::1]:8080", Weight: 1, Labels: z1Labels()},
 			}, w.next(t), "first set")
 			acked(t, cp, "1")
-			skips := logs.matching("leaving out endpoints")
+			skips := logs.Matching("leaving out endpoints")
 			require.Len(t, skips, 1)
 			assert.Contains(t, skips[0], "count=1")
 			assert.Contains(t, skips[0], `/run/api.sock`)
@@ -116,7 +117,7 @@ func TestFirstSetAndUpdates(t *testing.T) {
 					continue
 				}
 				got := w.next(t)
-				require.Equal(t, s.want, addrsOf(got), s.what)
+				require.Equal(t, s.want, resolvertest.Addrs(got), s.what)
 				acked(t, cp, version)
 				switch s.what {
 				case "reweight":
@@ -174,12 +175,12 @@ func TestNACKKeepsTheSet(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cp := startControlPlane(t, "127.0.0.1:0", nil)
-			logs := &logRecorder{}
+			logs := &resolvertest.Logs{}
 			r := cp.resolver("n", "api", "web")
 			r.Logger = slog.New(logs)
 			cp.set(t, "n", "1", good, web)
 			w := watch(t, r)
-			require.Equal(t, []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.9.1:80"}, addrsOf(w.next(t)))
+			require.Equal(t, []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.9.1:80"}, resolvertest.Addrs(w.next(t)))
 			acked(t, cp, "1")
 
 			cp.set(t, "n", "2", tt.give...)
@@ -190,12 +191,12 @@ func TestNACKKeepsTheSet(t *testing.T) {
 			require.NotNil(t, nack.GetErrorDetail(), "version 2 was ACKed")
 			assert.Equal(t, "1", nack.GetVersionInfo(), "a NACK names the last good version")
 			assert.Contains(t, nack.GetErrorDetail().GetMessage(), tt.want)
-			assert.Equal(t, 1, logs.count("rejecting (NACK)"), "one warning per rejected version")
+			assert.Equal(t, 1, logs.Count("rejecting (NACK)"), "one warning per rejected version")
 			w.quiet(t)
 
 			// The next good version is taken, and only it.
 			cp.set(t, "n", "3", cla("api", loc("r1", "z1", 0, 0, ep("10.0.0.3", 80))), web)
-			require.Equal(t, []string{"10.0.0.3:80", "10.0.9.1:80"}, addrsOf(w.next(t)))
+			require.Equal(t, []string{"10.0.0.3:80", "10.0.9.1:80"}, resolvertest.Addrs(w.next(t)))
 			acked(t, cp, "3")
 			for _, n := range cp.nacks() {
 				assert.Equal(t, "1", n.GetVersionInfo())
@@ -216,15 +217,15 @@ func TestNACKPacing(t *testing.T) {
 	r.MinBackoff, r.MaxBackoff = minBackoff, time.Second
 	cp.set(t, "n", "1", cla("api", loc("r1", "z1", 0, 0, ep("10.0.0.1", 80))))
 	w := watch(t, r)
-	require.Equal(t, []string{"10.0.0.1:80"}, addrsOf(w.next(t)))
+	require.Equal(t, []string{"10.0.0.1:80"}, resolvertest.Addrs(w.next(t)))
 	cp.set(t, "n", "2", cla("api", loc("r1", "z1", 0, 0, ep("10.0.0.1", 0))))
-	require.Eventually(t, func() bool { return len(cp.nacks()) >= 4 }, waitLimit, time.Millisecond)
+	require.Eventually(t, func() bool { return len(cp.nacks()) >= 4 }, resolvertest.Deadline, time.Millisecond)
 	_, at := cp.nackTimes()
 	// NACK 1 at once, then waits of at least 20, 40 and 80 ms.
 	assert.GreaterOrEqual(t, at[3].Sub(at[0]), (minBackoff/2)*7, "NACKs of a re-sent version are paced")
 	w.quiet(t)
 	cp.set(t, "n", "3", cla("api", loc("r1", "z1", 0, 0, ep("10.0.0.3", 80))))
-	require.Equal(t, []string{"10.0.0.3:80"}, addrsOf(w.next(t)))
+	require.Equal(t, []string{"10.0.0.3:80"}, resolvertest.Addrs(w.next(t)))
 	acked(t, cp, "3")
 }
 
@@ -255,19 +256,19 @@ func TestRemoval(t *testing.T) {
 			cp := startControlPlane(t, "127.0.0.1:0", nil)
 			cp.set(t, "n", "1", api, web)
 			w := watch(t, cp.resolver("n", "api", "web"))
-			require.Equal(t, []string{"10.0.0.1:80", "10.0.9.1:80"}, addrsOf(w.next(t)))
+			require.Equal(t, []string{"10.0.0.1:80", "10.0.9.1:80"}, resolvertest.Addrs(w.next(t)))
 			cp.set(t, "n", "2", tt.give...)
 			if tt.want == nil {
 				acked(t, cp, "2")
 				w.quiet(t)
 			} else {
-				require.Equal(t, tt.want, addrsOf(w.next(t)))
+				require.Equal(t, tt.want, resolvertest.Addrs(w.next(t)))
 				acked(t, cp, "2")
 			}
 			// Whatever version 2 did, version 3 brings both back.
 			cp.set(t, "n", "3", api, web)
 			if tt.want != nil {
-				require.Equal(t, []string{"10.0.0.1:80", "10.0.9.1:80"}, addrsOf(w.next(t)))
+				require.Equal(t, []string{"10.0.0.1:80", "10.0.9.1:80"}, resolvertest.Addrs(w.next(t)))
 			}
 			acked(t, cp, "3")
 			w.quiet(t)
@@ -317,7 +318,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	t.Parallel()
 	cp := startControlPlane(t, "127.0.0.1:0", nil)
 	cp.set(t, "n", "1", cla("api", loc("r1", "z1", 0, 0, ep("10.0.0.1", 80), ep("10.0.0.2", 80))))
-	logs := &logRecorder{}
+	logs := &resolvertest.Logs{}
 	r := cp.resolver("n", "api")
 	r.Logger = slog.New(logs)
 	bal, err := lb.NewBalancer(lb.RoundRobin{})
@@ -327,7 +328,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	defer func() { require.NoError(t, f.Stop()) }()
 	select {
 	case <-f.Ready():
-	case <-time.After(waitLimit):
+	case <-time.After(resolvertest.Deadline):
 		t.Fatal("no first set")
 	}
 	require.Equal(t, []string{"10.0.0.1:80", "10.0.0.2:80"}, backendAddrs(bal))
@@ -335,8 +336,8 @@ func TestControlPlaneRestart(t *testing.T) {
 
 	cp.stop()
 	// The stream ends, and attempts to open a new one fail, with backoff.
-	require.Eventually(t, func() bool { return logs.count("stream to the management server ended") >= 3 },
-		waitLimit, time.Millisecond)
+	require.Eventually(t, func() bool { return logs.Count("stream to the management server ended") >= 3 },
+		resolvertest.Deadline, time.Millisecond)
 	assert.Equal(t, []string{"10.0.0.1:80", "10.0.0.2:80"}, backendAddrs(bal), "the set is kept while the control plane is away")
 	p, err := bal.Pick("")
 	require.NoError(t, err)
@@ -347,7 +348,7 @@ func TestControlPlaneRestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		a := backendAddrs(bal)
 		return len(a) == 2 && a[0] == "10.0.0.2:80" && a[1] == "10.0.0.3:80"
-	}, waitLimit, time.Millisecond)
+	}, resolvertest.Deadline, time.Millisecond)
 	sub := cp2.waitRequest(t, "the new subscription", func(*discoveryv3.DiscoveryRequest) bool { return true })
 	assert.Equal(t, "1", sub.GetVersionInfo(), "a new stream names the last version the client has")
 	assert.Equal(t, "n", sub.GetNode().GetId())
@@ -377,7 +378,7 @@ func TestEndToEnd(t *testing.T) {
 	defer func() { require.NoError(t, f.Stop()) }()
 	select {
 	case <-f.Ready():
-	case <-time.After(waitLimit):
+	case <-time.After(resolvertest.Deadline):
 		t.Fatal("no first set")
 	}
 	picks := func() map[string]int {
@@ -398,7 +399,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	cp.set(t, "n", "2", cla("api", loc("r1", "z1", 0, 0, ep("10.0.0.1", 80, weight(5)), ep("10.0.0.2", 80, weight(1)))))
-	require.Eventually(t, func() bool { return len(bal.Backends()) == 2 }, waitLimit, time.Millisecond)
+	require.Eventually(t, func() bool { return len(bal.Backends()) == 2 }, resolvertest.Deadline, time.Millisecond)
 	assert.Equal(t, map[string]int{"10.0.0.1:80": 500, "10.0.0.2:80": 100}, picks())
 }
 
@@ -418,7 +419,7 @@ func TestTTLResourcesAndHeartbeats(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cache.SetSnapshot(context.Background(), "n", snap))
 	w := watch(t, cp.resolver("n", "api"))
-	require.Equal(t, []string{"10.0.0.1:80"}, addrsOf(w.next(t)))
+	require.Equal(t, []string{"10.0.0.1:80"}, resolvertest.Addrs(w.next(t)))
 	// Heartbeats are responses of the same version; wait for three ACKed.
 	require.Eventually(t, func() bool {
 		cp.mu.Lock()
@@ -430,7 +431,7 @@ func TestTTLResourcesAndHeartbeats(t *testing.T) {
 			}
 		}
 		return n >= 3
-	}, waitLimit, time.Millisecond)
+	}, resolvertest.Deadline, time.Millisecond)
 	w.quiet(t)
 	assert.Empty(t, cp.nacks())
 }
@@ -459,7 +460,7 @@ func TestCallerConn(t *testing.T) {
 		require.Error(t, err)
 		assert.NotErrorIs(t, err, context.Canceled)
 		assert.Contains(t, err.Error(), "connection to the management server was closed")
-	case <-time.After(waitLimit):
+	case <-time.After(resolvertest.Deadline):
 		t.Fatal("Watch did not return after its connection was closed")
 	}
 }
@@ -495,7 +496,7 @@ func TestCancel(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			logs := &logRecorder{}
+			logs := &resolvertest.Logs{}
 			r := cp.resolver("nobody", "api")
 			r.Target, r.Logger = tt.target, slog.New(logs)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -512,13 +513,13 @@ func TestCancel(t *testing.T) {
 				if tt.target == closed {
 					want = "stream to the management server ended"
 				}
-				require.Eventually(t, func() bool { return logs.count(want) > 0 }, waitLimit, time.Millisecond)
+				require.Eventually(t, func() bool { return logs.Count(want) > 0 }, resolvertest.Deadline, time.Millisecond)
 				cancel()
 			}
 			select {
 			case err := <-done:
 				require.ErrorIs(t, err, context.Canceled)
-			case <-time.After(waitLimit):
+			case <-time.After(resolvertest.Deadline):
 				t.Fatal("Watch did not return after its context ended")
 			}
 		})

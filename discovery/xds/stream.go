@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/report"
 )
 
 // Type URLs of the resources the resolver reads.
@@ -122,7 +123,7 @@ func (w *watcher) request(nonce string, nack error) *discoveryv3.DiscoveryReques
 }
 
 // handle applies a response and returns its ACK or NACK (nil for a
-// response of a type the resolver did not ask for), or an updateError, or
+// response of a type the resolver did not ask for), or a report.UpdateError, or
 // ctx.Err().
 func (w *watcher) handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) (*discoveryv3.DiscoveryRequest, error) {
 	if resp.GetTypeUrl() != claType {
@@ -142,7 +143,7 @@ func (w *watcher) handle(ctx context.Context, resp *discoveryv3.DiscoveryRespons
 			eps[i] = r.endpoint()
 		}
 		if err := w.update(eps); err != nil {
-			return nil, updateError{err}
+			return nil, report.UpdateError{Err: err}
 		}
 		w.last, w.reported = set, true
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/zookeeper"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // End to end: HTTP backends on loopback register themselves, each through
@@ -23,7 +24,7 @@ import (
 // starts getting them.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
-	p := uniq("/e2e/api")
+	p := resolvertest.Uniq("/e2e/api")
 	type backend struct {
 		srv *httptest.Server
 		reg *zookeeper.Registration
@@ -77,11 +78,11 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, []string{"b1", "b2"}, served(20))
 
 	require.NoError(t, b1.reg.Close())
-	waitFor(t, "b1 to leave", func() bool { return len(bal.Backends()) == 1 })
+	resolvertest.WaitFor(t, "b1 to leave", func() bool { return len(bal.Backends()) == 1 })
 	assert.Equal(t, []string{"b2"}, served(20))
 
 	start("b3")
-	waitFor(t, "b3 to join", func() bool { return len(bal.Backends()) == 2 })
+	resolvertest.WaitFor(t, "b3 to join", func() bool { return len(bal.Backends()) == 2 })
 	assert.Equal(t, []string{"b2", "b3"}, served(20))
 	require.NoError(t, f.Stop())
 }

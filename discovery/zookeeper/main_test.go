@@ -2,7 +2,6 @@ package zookeeper_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // exampleZK is the address of the ZooKeeper server that TestMain starts
@@ -75,15 +73,6 @@ type zkServer struct {
 	exited chan struct{}
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func newServer(parent string) (*zkServer, error) {
 	if _, err := os.Stat(zkJar); err != nil {
 		return nil, fmt.Errorf("ZooKeeper's jars are not installed (%v): run ./testdeps as root", err)
@@ -95,7 +84,7 @@ func newServer(parent string) (*zkServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := resolvertest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +127,7 @@ func (s *zkServer) start() error {
 	cmd := exec.Command("java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-cp", zkJar, "org.apache.zookeeper.server.ZooKeeperServerMain", s.cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	dieWithParent(cmd)
+	resolvertest.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
@@ -304,15 +293,6 @@ func (c *linkConn) Close() error {
 	return c.Conn.Close()
 }
 
-var runs atomic.Int64
-
-// uniq returns p under a path of its own for each call, so that tests
-// sharing the package's server, and repeated runs (-count), do not see
-// each other's znodes.
-func uniq(p string) string {
-	return fmt.Sprintf("/run%d%s", runs.Add(1), p)
-}
-
 // put creates the znode p (and its missing parents) with data, or sets
 // its data when it exists.
 func put(t testing.TB, conn *zk.Conn, p, data string) {
@@ -344,119 +324,6 @@ func exists(t testing.TB, conn *zk.Conn, p string) (bool, *zk.Stat) {
 	return ok, stat
 }
 
-// waitFor polls cond every 5 ms until it holds, and fails the test after
-// a deadline that only a broken program reaches.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, 30*time.Second, 5*time.Millisecond, "timed out waiting for %s", what)
-}
-
-// recorder runs a resolver's Watch in the background and keeps every set
-// it reports.
-type recorder struct {
-	mu   sync.Mutex
-	sets [][]lb.Endpoint
-	stop func() error
-}
-
-func watch(t *testing.T, r lb.Resolver) *recorder {
-	t.Helper()
-	rec := &recorder{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- r.Watch(ctx, func(eps []lb.Endpoint) error {
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			rec.sets = append(rec.sets, eps)
-			return nil
-		})
-	}()
-	var once sync.Once
-	var err error
-	rec.stop = func() error {
-		once.Do(func() { cancel(); err = <-done })
-		return err
-	}
-	t.Cleanup(func() { _ = rec.stop() })
-	return rec
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.sets)
-}
-
-func (r *recorder) last() []lb.Endpoint {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.sets) == 0 {
-		return nil
-	}
-	return r.sets[len(r.sets)-1]
-}
-
-// addrs is the last set's addresses, "[a b]"; "none" before any set.
-func (r *recorder) addrs() string {
-	if r.count() == 0 {
-		return "none"
-	}
-	return addrsOf(r.last())
-}
-
-func addrsOf(eps []lb.Endpoint) string {
-	a := make([]string, len(eps))
-	for i, e := range eps {
-		a[i] = e.Addr
-	}
-	return "[" + strings.Join(a, " ") + "]"
-}
-
-func (r *recorder) waitAddrs(t *testing.T, want string) {
-	t.Helper()
-	waitFor(t, "set "+want, func() bool { return r.addrs() == want })
-}
-
-// noRepeats checks that no set was reported twice in a row.
-func (r *recorder) noRepeats(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := 1; i < len(r.sets); i++ {
-		require.False(t, lb.EqualEndpoints(r.sets[i-1], r.sets[i]), "set %d repeats set %d: %v", i, i-1, r.sets[i])
-	}
-}
-
-// logRecorder is a slog.Handler that keeps messages with their attributes.
-type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *logRecorder) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelInfo }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	msg := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		msg += " " + a.Key + "=" + a.Value.String()
-		return true
-	})
-	l.mu.Lock()
-	l.msgs = append(l.msgs, msg)
-	l.mu.Unlock()
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-func (l *logRecorder) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, m := range l.msgs {
-		if strings.Contains(m, substr) {
-			n++
-		}
-	}
-	return n
-}
+// newLogs keeps what the resolvers and registrations log, from Info up:
+// the go-zookeeper client's own lines (Debug) are left out.
+func newLogs() *resolvertest.Logs { return &resolvertest.Logs{MinLevel: slog.LevelInfo} }

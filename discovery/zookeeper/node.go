@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -14,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/backoff"
 )
 
 // ParseChild returns the endpoint that one child znode describes. Its data
@@ -88,32 +88,11 @@ func checkName(s string) error {
 	return nil
 }
 
-// cloneEndpoints copies eps deeply (labels too): what a resolver hands to
-// update must not share memory with what it keeps.
-func cloneEndpoints(eps []lb.Endpoint) []lb.Endpoint {
-	out := make([]lb.Endpoint, len(eps))
-	for i, e := range eps {
-		out[i] = lb.Endpoint{Addr: e.Addr, Weight: e.Weight, HashKey: e.HashKey}
-		if e.Labels != nil {
-			out[i].Labels = make(map[string]string, len(e.Labels))
-			for k, v := range e.Labels {
-				out[i].Labels[k] = v
-			}
-		}
-	}
-	return out
-}
-
 // retryWait is how long to wait before retry n (from 1): 100 ms doubling
 // up to hi, spread over its upper half so that clients do not retry in
 // step.
 func retryWait(n int, hi time.Duration) time.Duration {
-	d := minBackoff
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jitter(backoff.Exp(n, minBackoff, hi))
 }
 
 // sleepCtx waits d, or less when ctx ends first; it reports whether the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/zookeeper"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 func get(t testing.TB, conn *zk.Conn, p string) (string, *zk.Stat) {
@@ -28,7 +29,7 @@ func get(t testing.TB, conn *zk.Conn, p string) (string, *zk.Stat) {
 func TestRegisterCreatesAndCloseDeletes(t *testing.T) {
 	t.Parallel()
 	conn := connectShared(t)
-	p := uniq("/register/api")
+	p := resolvertest.Uniq("/register/api")
 	ep := lb.Endpoint{Addr: "10.0.0.7:80", Weight: 2, Labels: map[string]string{"zone": "eu-1"}}
 	reg, err := zookeeper.Register(context.Background(), conn, p, ep, zookeeper.RegisterOptions{})
 	require.NoError(t, err)
@@ -54,7 +55,7 @@ func TestRegisterCreatesAndCloseDeletes(t *testing.T) {
 func TestRegisterSequential(t *testing.T) {
 	t.Parallel()
 	conn := connectShared(t)
-	p := uniq("/register/seq")
+	p := resolvertest.Uniq("/register/seq")
 	ep := lb.Endpoint{Addr: "10.0.0.8:80"}
 	var regs []*zookeeper.Registration
 	for i := 0; i < 2; i++ {
@@ -74,8 +75,8 @@ func TestRegisterSequential(t *testing.T) {
 	children, _, err := conn.Children(p)
 	require.NoError(t, err)
 	assert.Len(t, children, 3)
-	rec := watch(t, zookeeper.Resolver{Conn: conn, Path: p})
-	rec.waitAddrs(t, "[10.0.0.8:80]")
+	rec := resolvertest.Watch(t, zookeeper.Resolver{Conn: conn, Path: p})
+	rec.WaitAddrs(t, "10.0.0.8:80")
 }
 
 // The registration's session expires while its process lives (its
@@ -91,8 +92,8 @@ func TestRegisterRecreates(t *testing.T) {
 			admin := connectShared(t)
 			lnk := newLink()
 			conn := connect(t, exampleZK, time.Second, lnk.dial)
-			p := uniq("/register/expiry")
-			logs := &logRecorder{}
+			p := resolvertest.Uniq("/register/expiry")
+			logs := newLogs()
 			reg, err := zookeeper.Register(context.Background(), conn, p, lb.Endpoint{Addr: "10.0.0.9:80"},
 				zookeeper.RegisterOptions{Sequential: seq, Logger: slog.New(logs)})
 			require.NoError(t, err)
@@ -102,9 +103,9 @@ func TestRegisterRecreates(t *testing.T) {
 			sid := stat.EphemeralOwner
 
 			lnk.cut()
-			waitFor(t, "the cut session's znode to go", func() bool { ok, _ := exists(t, admin, first); return !ok })
+			resolvertest.WaitFor(t, "the cut session's znode to go", func() bool { ok, _ := exists(t, admin, first); return !ok })
 			lnk.heal()
-			waitFor(t, "the znode again", func() bool {
+			resolvertest.WaitFor(t, "the znode again", func() bool {
 				ok, stat := exists(t, admin, reg.Path())
 				return ok && stat.EphemeralOwner != sid
 			})
@@ -115,11 +116,11 @@ func TestRegisterRecreates(t *testing.T) {
 			} else {
 				assert.Equal(t, first, reg.Path())
 			}
-			assert.Positive(t, logs.count("creating it again"))
+			assert.Positive(t, logs.Count("creating it again"))
 
 			again := reg.Path()
 			del(t, admin, again)
-			waitFor(t, "the deleted znode again", func() bool {
+			resolvertest.WaitFor(t, "the deleted znode again", func() bool {
 				ok, _ := exists(t, admin, reg.Path())
 				return ok
 			})
@@ -137,7 +138,7 @@ func TestRegisterRecreates(t *testing.T) {
 func TestRegisterGoesWithItsSession(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Second
-	p := uniq("/register/crash")
+	p := resolvertest.Uniq("/register/crash")
 	lnk := newLink()
 	crashing := connect(t, exampleZK, timeout, lnk.dial)
 	closing := connectShared(t)
@@ -152,17 +153,17 @@ func TestRegisterGoesWithItsSession(t *testing.T) {
 	f := lb.StartFollower(context.Background(), zookeeper.Resolver{Conn: connectShared(t), Path: p}, bal)
 	defer f.Stop()
 	<-f.Ready()
-	require.Equal(t, "[10.0.1.1:80 10.0.1.2:80]", backends(bal))
+	require.Equal(t, "[10.0.1.1:80 10.0.1.2:80]", resolvertest.Backends(bal))
 
 	crashed := time.Now()
 	lnk.cut()
-	waitFor(t, "the crashed service's removal", func() bool { return backends(bal) == "[10.0.1.2:80]" })
+	resolvertest.WaitFor(t, "the crashed service's removal", func() bool { return resolvertest.Backends(bal) == "[10.0.1.2:80]" })
 	t.Logf("crashed service removed %v after its connection went silent (session timeout %v)", time.Since(crashed).Round(time.Millisecond), timeout)
 	require.Error(t, reg1.Close(), "deleting through a cut connection")
 
 	closing.Close()
 	<-reg2.Done()
-	waitFor(t, "the closed session's removal", func() bool { return backends(bal) == "[]" })
+	resolvertest.WaitFor(t, "the closed session's removal", func() bool { return resolvertest.Backends(bal) == "[]" })
 	require.Error(t, reg2.Close(), "deleting through a closed connection")
 	require.NoError(t, f.Stop())
 }
@@ -172,7 +173,7 @@ func TestRegisterGoesWithItsSession(t *testing.T) {
 // it has gone and the new one is made. ctx bounds that wait.
 func TestRegisterWaitsForAnotherSession(t *testing.T) {
 	t.Parallel()
-	p := uniq("/register/wait")
+	p := resolvertest.Uniq("/register/wait")
 	ep := lb.Endpoint{Addr: "10.0.2.1:80"}
 	old := connectShared(t)
 	prev, err := zookeeper.Register(context.Background(), old, p, ep, zookeeper.RegisterOptions{})
@@ -184,14 +185,14 @@ func TestRegisterWaitsForAnotherSession(t *testing.T) {
 	_, err = zookeeper.Register(ctx, conn, p, ep, zookeeper.RegisterOptions{})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	logs := &logRecorder{}
+	logs := newLogs()
 	done := make(chan *zookeeper.Registration, 1)
 	go func() {
 		reg, err := zookeeper.Register(context.Background(), conn, p, ep, zookeeper.RegisterOptions{Logger: slog.New(logs)})
 		assert.NoError(t, err)
 		done <- reg
 	}()
-	waitFor(t, "the wait to be logged", func() bool { return logs.count("held by another session") > 0 })
+	resolvertest.WaitFor(t, "the wait to be logged", func() bool { return logs.Count("held by another session") > 0 })
 	require.NoError(t, prev.Close())
 	reg := <-done
 	require.NotNil(t, reg)
@@ -204,7 +205,7 @@ func TestRegisterErrors(t *testing.T) {
 	t.Parallel()
 	conn := connectShared(t)
 	ok := lb.Endpoint{Addr: "10.0.0.1:1"}
-	p := uniq("/register/errors")
+	p := resolvertest.Uniq("/register/errors")
 	put(t, conn, p+"/persistent", "")
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()

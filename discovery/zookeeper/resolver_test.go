@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-lb/lb"
 	"github.com/go-lb/lb/discovery/zookeeper"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // The first set, then children added, removed and changed, each reported
@@ -22,42 +23,42 @@ import (
 func TestResolverFollowsChildren(t *testing.T) {
 	t.Parallel()
 	admin := connectShared(t)
-	p := uniq("/follow/api")
+	p := resolvertest.Uniq("/follow/api")
 	put(t, admin, p+"/a", `{"addr":"10.0.0.1:80","weight":3,"hash_key":"a","labels":{"zone":"eu-1"}}`)
 	put(t, admin, p+"/b", " 10.0.0.2:80\n")
 	put(t, admin, p+"/10.0.0.3:80", "") // no data: the name is the address
 
-	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p})
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]")
+	rec := resolvertest.Watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p})
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
 	assert.Equal(t, []lb.Endpoint{
 		{Addr: "10.0.0.1:80", Weight: 3, HashKey: "a", Labels: map[string]string{"zone": "eu-1"}},
 		{Addr: "10.0.0.2:80"},
 		{Addr: "10.0.0.3:80"},
-	}, rec.last())
-	require.Equal(t, 1, rec.count())
+	}, rec.Last())
+	require.Equal(t, 1, rec.Count())
 
 	put(t, admin, p+"/d", "10.0.0.4:80")
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80]")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
 	del(t, admin, p+"/a")
-	rec.waitAddrs(t, "[10.0.0.2:80 10.0.0.3:80 10.0.0.4:80]")
+	rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
 	put(t, admin, p+"/b", `{"addr":"10.0.0.2:80","weight":2}`)
-	waitFor(t, "the new weight", func() bool { return rec.count() == 4 })
-	assert.Equal(t, 2, rec.last()[0].Weight)
+	rec.WaitCount(t, 4, "the new weight")
+	assert.Equal(t, 2, rec.Last()[0].Weight)
 
 	// Same data again, then a real change: only the change is reported.
 	put(t, admin, p+"/b", `{"addr":"10.0.0.2:80","weight":2}`)
 	put(t, admin, p+"/b", `{"weight":2,"addr":"10.0.0.2:80"}`)
 	put(t, admin, p+"/10.0.0.3:80", "10.0.0.5:80") // data now wins over the name
-	rec.waitAddrs(t, "[10.0.0.2:80 10.0.0.4:80 10.0.0.5:80]")
-	assert.Equal(t, 5, rec.count(), "an identical set was reported")
+	rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.4:80", "10.0.0.5:80")
+	assert.Equal(t, 5, rec.Count(), "an identical set was reported")
 
 	// The reported slices are the caller's: changing one changes nothing.
-	rec.last()[0].Labels = map[string]string{"x": "y"}
+	rec.Last()[0].Labels = map[string]string{"x": "y"}
 	put(t, admin, p+"/e", "10.0.0.6:80")
-	rec.waitAddrs(t, "[10.0.0.2:80 10.0.0.4:80 10.0.0.5:80 10.0.0.6:80]")
-	assert.Nil(t, rec.last()[0].Labels)
-	rec.noRepeats(t)
-	require.ErrorIs(t, rec.stop(), context.Canceled)
+	rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.4:80", "10.0.0.5:80", "10.0.0.6:80")
+	assert.Nil(t, rec.Last()[0].Labels)
+	rec.NoRepeats(t)
+	require.ErrorIs(t, rec.Stop(), context.Canceled)
 }
 
 // Malformed children are skipped and logged, the rest kept; a malformed
@@ -65,33 +66,33 @@ func TestResolverFollowsChildren(t *testing.T) {
 func TestResolverMalformedChildren(t *testing.T) {
 	t.Parallel()
 	admin := connectShared(t)
-	p := uniq("/malformed/api")
+	p := resolvertest.Uniq("/malformed/api")
 	put(t, admin, p+"/a", `{"addr":"10.0.0.1:80"}`)
 	put(t, admin, p+"/bad1", "not an endpoint")
 	put(t, admin, p+"/bad2", `{"addr":"10.0.0.9:80","weight":-1}`)
 	put(t, admin, p+"/no-data-no-port", "")
 	put(t, admin, p+"/b", "10.0.0.2:80")
 
-	logs := &logRecorder{}
-	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80]")
-	assert.Equal(t, 3, logs.count("malformed"))
-	assert.Equal(t, 1, logs.count("znode="+p+"/bad1 "))
-	assert.Equal(t, 1, logs.count("its name is not an endpoint"))
+	logs := newLogs()
+	rec := resolvertest.Watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
+	assert.Equal(t, 3, logs.Count("malformed"))
+	assert.Equal(t, 1, logs.Count("znode="+p+"/bad1 "))
+	assert.Equal(t, 1, logs.Count("its name is not an endpoint"))
 
 	put(t, admin, p+"/b", `{"addr":`)
-	waitFor(t, "the malformed write to be logged", func() bool { return logs.count("znode="+p+"/b ") == 1 })
+	resolvertest.WaitFor(t, "the malformed write to be logged", func() bool { return logs.Count("znode="+p+"/b ") == 1 })
 	put(t, admin, p+"/c", "10.0.0.3:80")
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]")
-	assert.Equal(t, 2, rec.count(), "a set was reported for the malformed write")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80")
+	assert.Equal(t, 2, rec.Count(), "a set was reported for the malformed write")
 
 	// A malformed child becoming valid joins; the child with the bad
 	// value goes when deleted.
 	put(t, admin, p+"/bad1", "10.0.0.8:80")
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 10.0.0.8:80]")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.8:80")
 	del(t, admin, p+"/b")
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.3:80 10.0.0.8:80]")
-	rec.noRepeats(t)
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.3:80", "10.0.0.8:80")
+	rec.NoRepeats(t)
 }
 
 // Two children with one address: the one written last wins, and the
@@ -100,31 +101,31 @@ func TestResolverMalformedChildren(t *testing.T) {
 func TestResolverDuplicates(t *testing.T) {
 	t.Parallel()
 	admin := connectShared(t)
-	p := uniq("/dups/api")
+	p := resolvertest.Uniq("/dups/api")
 	put(t, admin, p+"/old", `{"addr":"10.0.0.1:80","weight":1}`)
-	logs := &logRecorder{}
-	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
-	rec.waitAddrs(t, "[10.0.0.1:80]")
+	logs := newLogs()
+	rec := resolvertest.Watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	put(t, admin, p+"/new", `{"addr":"10.0.0.1:80","weight":5}`)
-	waitFor(t, "the newer child's weight", func() bool { return rec.count() == 2 })
-	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.last())
+	rec.WaitCount(t, 2, "the newer child's weight")
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 5}}, rec.Last())
 	del(t, admin, p+"/new")
-	waitFor(t, "the older child's weight", func() bool { return rec.count() == 3 })
-	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.last())
+	rec.WaitCount(t, 3, "the older child's weight")
+	assert.Equal(t, []lb.Endpoint{{Addr: "10.0.0.1:80", Weight: 1}}, rec.Last())
 
 	put(t, admin, p+"/h1", `{"addr":"10.0.0.2:80","hash_key":"cache-1"}`)
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80]")
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
 	put(t, admin, p+"/h2", `{"addr":"10.0.0.3:80","hash_key":"cache-1"}`)
 	put(t, admin, p+"/h3", `{"addr":"10.0.0.4:80","hash_key":"10.0.0.1:80"}`) // another's address as hash name
 	put(t, admin, p+"/h4", `{"addr":"10.0.0.5:80"}`)
-	rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80 10.0.0.5:80]")
-	assert.Positive(t, logs.count("hash_name=cache-1 kept=10.0.0.2:80"))
-	assert.Positive(t, logs.count("hash_name=10.0.0.1:80 kept=10.0.0.1:80"))
+	rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.5:80")
+	assert.Positive(t, logs.Count("hash_name=cache-1 kept=10.0.0.2:80"))
+	assert.Positive(t, logs.Count("hash_name=10.0.0.1:80 kept=10.0.0.1:80"))
 	bal, err := lb.NewBalancer(lb.Ring{})
 	require.NoError(t, err)
 	defer bal.Close()
-	require.NoError(t, bal.Update(rec.last()))
-	rec.noRepeats(t)
+	require.NoError(t, bal.Update(rec.Last()))
+	rec.NoRepeats(t)
 }
 
 // A parent that does not exist is no endpoints (ZooKeeper says so), and
@@ -133,27 +134,27 @@ func TestResolverDuplicates(t *testing.T) {
 func TestResolverMissingParent(t *testing.T) {
 	t.Parallel()
 	admin := connectShared(t)
-	p := uniq("/missing/api")
-	logs := &logRecorder{}
-	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
-	rec.waitAddrs(t, "[]")
-	assert.NotNil(t, rec.last())
-	assert.Equal(t, 1, logs.count("does not exist"))
+	p := resolvertest.Uniq("/missing/api")
+	logs := newLogs()
+	rec := resolvertest.Watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p, Logger: slog.New(logs)})
+	rec.WaitAddrs(t)
+	assert.NotNil(t, rec.Last())
+	assert.Equal(t, 1, logs.Count("does not exist"))
 
 	put(t, admin, p, "")
 	put(t, admin, p+"/a", "10.0.0.1:80")
-	rec.waitAddrs(t, "[10.0.0.1:80]")
+	rec.WaitAddrs(t, "10.0.0.1:80")
 	del(t, admin, p+"/a")
-	rec.waitAddrs(t, "[]")
+	rec.WaitAddrs(t)
 	put(t, admin, p+"/b", "10.0.0.2:80")
-	rec.waitAddrs(t, "[10.0.0.2:80]")
+	rec.WaitAddrs(t, "10.0.0.2:80")
 	del(t, admin, p+"/b")
 	del(t, admin, p)
-	rec.waitAddrs(t, "[]")
+	rec.WaitAddrs(t)
 	put(t, admin, p+"/c", "10.0.0.3:80")
-	rec.waitAddrs(t, "[10.0.0.3:80]")
-	rec.noRepeats(t)
-	assert.Equal(t, 2, logs.count("does not exist"))
+	rec.WaitAddrs(t, "10.0.0.3:80")
+	rec.NoRepeats(t)
+	assert.Equal(t, 2, logs.Count("does not exist"))
 }
 
 // 1,000 children: the first set is whole, and a change among them is
@@ -161,23 +162,23 @@ func TestResolverMissingParent(t *testing.T) {
 func TestResolverThousandChildren(t *testing.T) {
 	t.Parallel()
 	admin := connectShared(t)
-	p := uniq("/thousand/api")
+	p := resolvertest.Uniq("/thousand/api")
 	createMany(t, admin, p, 1000)
-	rec := watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p})
-	waitFor(t, "1,000 endpoints", func() bool { return len(rec.last()) == 1000 })
-	require.Equal(t, 1, rec.count())
-	for i, e := range rec.last() {
+	rec := resolvertest.Watch(t, zookeeper.Resolver{Conn: connectShared(t), Path: p})
+	resolvertest.WaitFor(t, "1,000 endpoints", func() bool { return len(rec.Last()) == 1000 })
+	require.Equal(t, 1, rec.Count())
+	for i, e := range rec.Last() {
 		require.NoError(t, e.Validate())
 		if i > 0 {
-			require.Less(t, rec.last()[i-1].Addr, e.Addr, "sorted by address")
+			require.Less(t, rec.Last()[i-1].Addr, e.Addr, "sorted by address")
 		}
 	}
 	del(t, admin, p+"/n0007")
-	waitFor(t, "999 endpoints", func() bool { return len(rec.last()) == 999 })
+	resolvertest.WaitFor(t, "999 endpoints", func() bool { return len(rec.Last()) == 999 })
 	put(t, admin, p+"/n0008", `{"addr":"10.9.9.9:80","weight":7}`)
-	waitFor(t, "the change", func() bool { return rec.count() == 3 })
-	assert.Len(t, rec.last(), 999)
-	rec.noRepeats(t)
+	rec.WaitCount(t, 3, "the change")
+	assert.Len(t, rec.Last(), 999)
+	rec.NoRepeats(t)
 }
 
 // createMany creates p and n children under it, n%d, with JSON values
@@ -209,7 +210,7 @@ func TestResolverSurvivesServerRestart(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	admin := connect(t, srv.addr, 10*time.Second, nil)
-	p := uniq("/restart/api")
+	p := resolvertest.Uniq("/restart/api")
 	put(t, admin, p+"/a", "10.0.0.1:80")
 	reg, err := zookeeper.Register(context.Background(), connect(t, srv.addr, 10*time.Second, nil), p,
 		lb.Endpoint{Addr: "10.0.0.2:80"}, zookeeper.RegisterOptions{})
@@ -224,36 +225,23 @@ func TestResolverSurvivesServerRestart(t *testing.T) {
 	}, bal)
 	defer f.Stop()
 	<-f.Ready()
-	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+	require.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Backends(bal))
 
 	srv.stop()
-	for i := 0; i < 10; i++ {
-		pk, err := bal.Pick("")
-		require.NoError(t, err)
-		pk.Done(nil, 0)
-	}
+	resolvertest.PicksWork(t, bal, 10)
 	require.NoError(t, srv.start())
-	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", backends(bal))
+	assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Backends(bal))
 
 	put(t, admin, p+"/c", "10.0.0.3:80")
-	waitFor(t, "the child created after the restart", func() bool { return backends(bal) == "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the child created after the restart", func() bool { return resolvertest.Backends(bal) == "[10.0.0.1:80 10.0.0.2:80 10.0.0.3:80]" })
 	del(t, admin, p+"/a")
-	waitFor(t, "the child deleted after the restart", func() bool { return backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the child deleted after the restart", func() bool { return resolvertest.Backends(bal) == "[10.0.0.2:80 10.0.0.3:80]" })
 	ok, after := exists(t, admin, reg.Path())
 	require.True(t, ok, "the registration's session outlived the restart")
 	assert.Equal(t, before.EphemeralOwner, after.EphemeralOwner)
 	require.NoError(t, reg.Close())
-	waitFor(t, "the registration's removal", func() bool { return backends(bal) == "[10.0.0.3:80]" })
+	resolvertest.WaitFor(t, "the registration's removal", func() bool { return resolvertest.Backends(bal) == "[10.0.0.3:80]" })
 	require.NoError(t, f.Stop())
-}
-
-func backends(bal *lb.Balancer) string {
-	bs := bal.Backends()
-	eps := make([]lb.Endpoint, len(bs))
-	for i, b := range bs {
-		eps[i] = lb.Endpoint{Addr: b.Addr()}
-	}
-	return addrsOf(eps)
 }
 
 // The resolver's connection is cut for longer than its session timeout,
@@ -268,11 +256,11 @@ func TestResolverSessionExpiry(t *testing.T) {
 		t.Run(fmt.Sprintf("own=%v", own), func(t *testing.T) {
 			t.Parallel()
 			admin := connectShared(t)
-			p := uniq("/expiry/api")
+			p := resolvertest.Uniq("/expiry/api")
 			put(t, admin, p+"/a", "10.0.0.1:80")
 			put(t, admin, p+"/b", "10.0.0.2:80")
 			lnk := newLink()
-			logs := &logRecorder{}
+			logs := newLogs()
 			r := zookeeper.Resolver{Path: p, Logger: slog.New(logs), MaxBackoff: 100 * time.Millisecond}
 			var conn *zk.Conn
 			if own {
@@ -281,8 +269,8 @@ func TestResolverSessionExpiry(t *testing.T) {
 				conn = connect(t, exampleZK, time.Second, lnk.dial)
 				r.Conn = conn
 			}
-			rec := watch(t, r)
-			rec.waitAddrs(t, "[10.0.0.1:80 10.0.0.2:80]")
+			rec := resolvertest.Watch(t, r)
+			rec.WaitAddrs(t, "10.0.0.1:80", "10.0.0.2:80")
 			var sid int64
 			if conn != nil {
 				sid = conn.SessionID()
@@ -298,22 +286,22 @@ func TestResolverSessionExpiry(t *testing.T) {
 			del(t, admin, p+"/a")
 			put(t, admin, p+"/b", `{"addr":"10.0.0.2:80","weight":2}`)
 			put(t, admin, p+"/c", "10.0.0.3:80")
-			waitFor(t, "the cut sessions to expire", func() bool { ok, _ := exists(t, admin, p+"-marker"); return !ok })
-			assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", rec.addrs(), "the set must stay while the connection is cut")
+			resolvertest.WaitFor(t, "the cut sessions to expire", func() bool { ok, _ := exists(t, admin, p+"-marker"); return !ok })
+			assert.Equal(t, "[10.0.0.1:80 10.0.0.2:80]", resolvertest.Format(rec.Addrs()), "the set must stay while the connection is cut")
 
 			lnk.heal()
-			rec.waitAddrs(t, "[10.0.0.2:80 10.0.0.3:80]")
-			assert.Equal(t, 2, rec.last()[0].Weight)
-			assert.Positive(t, logs.count("session lost"))
+			rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.3:80")
+			assert.Equal(t, 2, rec.Last()[0].Weight)
+			assert.Positive(t, logs.Count("session lost"))
 			if conn != nil {
 				assert.NotEqual(t, sid, conn.SessionID(), "a new session")
 			}
 			put(t, admin, p+"/d", "10.0.0.4:80")
-			rec.waitAddrs(t, "[10.0.0.2:80 10.0.0.3:80 10.0.0.4:80]")
+			rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80")
 			del(t, admin, p+"/c")
-			rec.waitAddrs(t, "[10.0.0.2:80 10.0.0.4:80]")
-			rec.noRepeats(t)
-			require.ErrorIs(t, rec.stop(), context.Canceled)
+			rec.WaitAddrs(t, "10.0.0.2:80", "10.0.0.4:80")
+			rec.NoRepeats(t)
+			require.ErrorIs(t, rec.Stop(), context.Canceled)
 		})
 	}
 }
@@ -325,7 +313,7 @@ func TestResolverSessionExpiry(t *testing.T) {
 func TestResolverEnds(t *testing.T) {
 	t.Parallel()
 	admin := connectShared(t)
-	p := uniq("/ends/api")
+	p := resolvertest.Uniq("/ends/api")
 	put(t, admin, p+"/a", "10.0.0.1:80")
 
 	t.Run("update fails", func(t *testing.T) {
@@ -348,9 +336,9 @@ func TestResolverEnds(t *testing.T) {
 	})
 	t.Run("ctx ends while unreachable", func(t *testing.T) {
 		t.Parallel()
-		port, err := freePort() // nothing listens there
+		port, err := resolvertest.FreePort() // nothing listens there
 		require.NoError(t, err)
-		logs := &logRecorder{}
+		logs := newLogs()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
@@ -361,7 +349,7 @@ func TestResolverEnds(t *testing.T) {
 				return nil
 			})
 		}()
-		waitFor(t, "Watch to wait for a session", func() bool { return logs.count("no session") > 0 })
+		resolvertest.WaitFor(t, "Watch to wait for a session", func() bool { return logs.Count("no session") > 0 })
 		start := time.Now()
 		cancel()
 		require.ErrorIs(t, <-done, context.Canceled)
@@ -389,7 +377,7 @@ func TestResolverEnds(t *testing.T) {
 		lnk := newLink()
 		conn := connect(t, exampleZK, 10*time.Second, lnk.dial)
 		lnk.cut() // Watch never gets a watch set: it waits for a session until the close
-		logs := &logRecorder{}
+		logs := newLogs()
 		done := make(chan error, 1)
 		go func() {
 			done <- zookeeper.Resolver{Conn: conn, Path: p, Logger: slog.New(logs), MaxBackoff: 50 * time.Millisecond}.Watch(
@@ -398,7 +386,7 @@ func TestResolverEnds(t *testing.T) {
 					return nil
 				})
 		}()
-		waitFor(t, "Watch to wait for a session", func() bool { return logs.count("no session") > 0 })
+		resolvertest.WaitFor(t, "Watch to wait for a session", func() bool { return logs.Count("no session") > 0 })
 		conn.Close()
 		err := <-done
 		require.ErrorIs(t, err, zk.ErrClosing)
@@ -445,13 +433,7 @@ func TestResolverConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.give.Watch(context.Background(), func([]lb.Endpoint) error {
-				t.Error("update called")
-				return nil
-			})
-			require.ErrorIs(t, err, lb.ErrInvalidConfig)
-			assert.Contains(t, err.Error(), "zookeeper.Resolver.")
-			assert.Contains(t, err.Error(), tt.want)
+			resolvertest.ConfigError(t, tt.give, "zookeeper.Resolver.", tt.want)
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/report"
 )
 
 // node is what Watch knows of one child.
@@ -45,14 +46,8 @@ type watchState struct {
 	done   chan struct{} // closed when Watch returns: forwarders stop
 	fwd    sync.WaitGroup
 
-	last []lb.Endpoint
-	sent bool
+	last report.Last
 }
-
-// updateError carries the error of update out of run's helpers.
-type updateError struct{ err error }
-
-func (e updateError) Error() string { return e.err.Error() }
 
 func (st *watchState) run(ctx context.Context) error {
 	failures := 0
@@ -75,10 +70,10 @@ func (st *watchState) run(ctx context.Context) error {
 			if err == nil && !st.pending() {
 				err = st.emit()
 			}
-			var ue updateError
+			var ue report.UpdateError
 			switch {
 			case errors.As(err, &ue):
-				return ue.err
+				return ue.Err
 			case errors.Is(err, zk.ErrClosing):
 				return errConnClosed(err)
 			case err != nil:
@@ -324,15 +319,8 @@ func (st *watchState) apply(rd read) {
 
 // emit reports the current set if it differs from the last one reported.
 func (st *watchState) emit() error {
-	eps := st.set()
-	if st.sent && lb.EqualEndpoints(st.last, eps) {
-		return nil
-	}
-	if err := st.update(cloneEndpoints(eps)); err != nil {
-		return updateError{err}
-	}
-	st.last, st.sent = eps, true
-	return nil
+	_, err := st.last.Report(st.set(), st.update)
+	return err
 }
 
 // set returns the endpoints of the current children: one per address (the

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-lb/lb"
+	"github.com/go-lb/lb/internal/resolvertest"
 )
 
 // dnsServer is a real lb.DNS server on loopback (UDP and TCP), answering from
@@ -174,66 +175,11 @@ func (s *dnsServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_ = w.WriteMsg(m)
 }
 
-// dnsRecorder runs a lb.DNS resolver's Watch in the background and records
-// every set it reports.
-type dnsRecorder struct {
-	mu   sync.Mutex
-	sets [][]lb.Endpoint
-	stop func() error
-}
-
-func watchDNS(t *testing.T, d lb.DNS) *dnsRecorder {
-	t.Helper()
-	rec := &dnsRecorder{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- d.Watch(ctx, func(eps []lb.Endpoint) error {
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			rec.sets = append(rec.sets, eps)
-			return nil
-		})
-	}()
-	var once sync.Once
-	var err error
-	rec.stop = func() error {
-		once.Do(func() { cancel(); err = <-done })
-		return err
-	}
-	t.Cleanup(func() { _ = rec.stop() })
-	return rec
-}
-
-func (r *dnsRecorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.sets)
-}
-
-func (r *dnsRecorder) last() []lb.Endpoint {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.sets) == 0 {
-		return nil
-	}
-	return r.sets[len(r.sets)-1]
-}
-
-func (r *dnsRecorder) lastAddrs() []string {
-	eps := r.last()
-	out := make([]string, len(eps))
-	for i, e := range eps {
-		out[i] = e.Addr
-	}
-	return out
-}
-
 // waitQueries waits until the server has answered n more queries.
 func (s *dnsServer) waitQueries(t *testing.T, n int64) {
 	t.Helper()
 	target := s.queries.Load() + n
-	require.Eventually(t, func() bool { return s.queries.Load() >= target }, 20*time.Second, time.Millisecond, fmt.Sprintf("%d more DNS queries", n))
+	resolvertest.WaitFor(t, fmt.Sprintf("%d more DNS queries", n), func() bool { return s.queries.Load() >= target })
 }
 
 const fastRefresh = 20 * time.Millisecond
@@ -262,11 +208,11 @@ func TestDNSAddrRecords(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.give.Resolver = srv.resolver()
-			rec := watchDNS(t, tt.give)
-			require.Eventually(t, func() bool { return rec.count() > 0 }, 20*time.Second, time.Millisecond, "a set")
-			assert.Equal(t, tt.want, rec.lastAddrs())
-			require.ErrorIs(t, rec.stop(), context.Canceled)
-			assert.Equal(t, 1, rec.count())
+			rec := resolvertest.Watch(t, tt.give)
+			resolvertest.WaitFor(t, "a set", func() bool { return rec.Count() > 0 })
+			assert.Equal(t, tt.want, rec.Addrs())
+			require.ErrorIs(t, rec.Stop(), context.Canceled)
+			assert.Equal(t, 1, rec.Count())
 		})
 	}
 }
@@ -278,23 +224,23 @@ func TestDNSSRVWeightsAndPriorities(t *testing.T) {
 		"_api._tcp.svc.test. 60 IN SRV 10 60 8080 a.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 10 40 8081 b.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 20 10 8080 backup.svc.test.")
-	rec := watchDNS(t, lb.DNS{SRV: "_api._tcp.svc.test.", Resolver: srv.resolver(), Refresh: fastRefresh})
-	require.Eventually(t, func() bool { return rec.count() > 0 }, 20*time.Second, time.Millisecond, "a set")
-	assert.Equal(t, []lb.Endpoint{{Addr: "a.svc.test.:8080", Weight: 3}, {Addr: "b.svc.test.:8081", Weight: 2}}, rec.last())
+	rec := resolvertest.Watch(t, lb.DNS{SRV: "_api._tcp.svc.test.", Resolver: srv.resolver(), Refresh: fastRefresh})
+	resolvertest.WaitFor(t, "a set", func() bool { return rec.Count() > 0 })
+	assert.Equal(t, []lb.Endpoint{{Addr: "a.svc.test.:8080", Weight: 3}, {Addr: "b.svc.test.:8081", Weight: 2}}, rec.Last())
 
 	// The whole first priority goes: the fallback takes over.
 	srv.set("_api._tcp.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 20 10 8080 backup.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 30 0 8080 last.svc.test.")
-	require.Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "the fallback priority")
-	assert.Equal(t, []lb.Endpoint{{Addr: "backup.svc.test.:8080", Weight: 1}}, rec.last())
+	rec.WaitCount(t, 2, "the fallback priority")
+	assert.Equal(t, []lb.Endpoint{{Addr: "backup.svc.test.:8080", Weight: 1}}, rec.Last())
 
 	// A balancer over these weights splits traffic 3:2.
 	srv.set("_api._tcp.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 0 300 1 a.svc.test.",
 		"_api._tcp.svc.test. 60 IN SRV 0 200 1 b.svc.test.")
-	require.Eventually(t, func() bool { return rec.count() == 3 }, 20*time.Second, time.Millisecond, "new weights")
-	p, err := lb.WeightedRoundRobin{Stripes: 1}.New(rec.last())
+	rec.WaitCount(t, 3, "new weights")
+	p, err := lb.WeightedRoundRobin{Stripes: 1}.New(rec.Last())
 	require.NoError(t, err)
 	counts := map[string]int{}
 	for i := 0; i < 500; i++ {
@@ -309,23 +255,23 @@ func TestDNSRecordsChangeBetweenRefreshes(t *testing.T) {
 	t.Parallel()
 	srv := startDNSServer(t)
 	srv.set("web.test.", "web.test. 1 IN A 10.0.0.1")
-	rec := watchDNS(t, lb.DNS{Addr: "web.test.:80", Network: "ip4", Resolver: srv.resolver(), Refresh: fastRefresh})
-	require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
-	assert.Equal(t, []string{"10.0.0.1:80"}, rec.lastAddrs())
+	rec := resolvertest.Watch(t, lb.DNS{Addr: "web.test.:80", Network: "ip4", Resolver: srv.resolver(), Refresh: fastRefresh})
+	rec.WaitCount(t, 1, "a set")
+	assert.Equal(t, []string{"10.0.0.1:80"}, rec.Addrs())
 
 	// Unchanged answers are not reported again.
 	srv.waitQueries(t, 5)
-	assert.Equal(t, 1, rec.count())
+	assert.Equal(t, 1, rec.Count())
 
 	srv.set("web.test.", "web.test. 1 IN A 10.0.0.1", "web.test. 1 IN A 10.0.0.3")
-	require.Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "a grown set")
-	assert.Equal(t, []string{"10.0.0.1:80", "10.0.0.3:80"}, rec.lastAddrs())
+	rec.WaitCount(t, 2, "a grown set")
+	assert.Equal(t, []string{"10.0.0.1:80", "10.0.0.3:80"}, rec.Addrs())
 
 	srv.set("web.test.", "web.test. 1 IN A 10.0.0.3")
-	require.Eventually(t, func() bool { return rec.count() == 3 }, 20*time.Second, time.Millisecond, "a shrunk set")
-	assert.Equal(t, []string{"10.0.0.3:80"}, rec.lastAddrs())
+	rec.WaitCount(t, 3, "a shrunk set")
+	assert.Equal(t, []string{"10.0.0.3:80"}, rec.Addrs())
 	srv.waitQueries(t, 5)
-	assert.Equal(t, 3, rec.count())
+	assert.Equal(t, 3, rec.Count())
 }
 
 // Failures keep the last set: SERVFAIL, REFUSED, a server that answers
@@ -356,15 +302,15 @@ func TestDNSFailuresKeepTheLastSet(t *testing.T) {
 					d.Addr = name + ":5432"
 					s.set(name, name+" 1 IN A 10.0.0.1", name+" 1 IN AAAA 2001:db8::1")
 				}
-				rec := watchDNS(t, d)
-				require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
-				want := rec.last()
+				rec := resolvertest.Watch(t, d)
+				rec.WaitCount(t, 1, "a set")
+				want := rec.Last()
 				require.Len(t, want, map[bool]int{false: 2, true: 1}[srvMode])
 
 				tt.breakIt(s, name)
 				s.waitQueries(t, 6) // three failed refreshes at least
-				assert.Equal(t, 1, rec.count(), "a failure changed the set")
-				assert.Equal(t, want, rec.last())
+				assert.Equal(t, 1, rec.Count(), "a failure changed the set")
+				assert.Equal(t, want, rec.Last())
 
 				// Recovery: the next good answer is taken.
 				if srvMode {
@@ -372,14 +318,14 @@ func TestDNSFailuresKeepTheLastSet(t *testing.T) {
 				} else {
 					s.set(name, name+" 1 IN A 10.0.0.2")
 				}
-				require.Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "the recovered set")
-				assert.Len(t, rec.last(), 1)
+				rec.WaitCount(t, 2, "the recovered set")
+				assert.Len(t, rec.Last(), 1)
 
 				// NXDOMAIN is authoritative: the set empties.
 				s.set(name)
-				require.Eventually(t, func() bool { return rec.count() == 3 }, 20*time.Second, time.Millisecond, "the empty set")
-				assert.Empty(t, rec.last())
-				assert.NotNil(t, rec.last(), "an empty set is reported as an empty slice")
+				rec.WaitCount(t, 3, "the empty set")
+				assert.Empty(t, rec.Last())
+				assert.NotNil(t, rec.Last(), "an empty set is reported as an empty slice")
 			})
 		}
 	}
@@ -390,28 +336,27 @@ func TestDNSOneFamilyFailingKeepsTheSet(t *testing.T) {
 	t.Parallel()
 	s := startDNSServer(t)
 	s.set("dual.test.", "dual.test. 1 IN A 10.0.0.1", "dual.test. 1 IN AAAA 2001:db8::1")
-	rec := watchDNS(t, lb.DNS{Addr: "dual.test.:80", Resolver: s.resolver(), Refresh: fastRefresh, Timeout: 100 * time.Millisecond})
-	require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
-	require.Len(t, rec.last(), 2)
+	rec := resolvertest.Watch(t, lb.DNS{Addr: "dual.test.:80", Resolver: s.resolver(), Refresh: fastRefresh, Timeout: 100 * time.Millisecond})
+	rec.WaitCount(t, 1, "a set")
+	require.Len(t, rec.Last(), 2)
 
 	s.mu.Lock()
 	s.qfail["dual.test."] = dns.TypeAAAA
 	s.mu.Unlock()
 	s.waitQueries(t, 6)
-	assert.Equal(t, 1, rec.count())
-	assert.Len(t, rec.last(), 2)
+	assert.Equal(t, 1, rec.Count())
+	assert.Len(t, rec.Last(), 2)
 }
 
 func TestDNSNoDataEmptiesTheSet(t *testing.T) {
 	t.Parallel()
 	s := startDNSServer(t)
 	s.set("x.test.", "x.test. 1 IN A 10.0.0.1")
-	rec := watchDNS(t, lb.DNS{Addr: "x.test.:80", Resolver: s.resolver(), Refresh: fastRefresh})
-	require.Eventually(t, func() bool { return rec.count() == 1 }, 20*time.Second, time.Millisecond, "a set")
-	s.set("x.test.", "x.test. 1 IN TXT \"no addresses\"")
-	require. // the name exists, with no A/AAAA
-			Eventually(t, func() bool { return rec.count() == 2 }, 20*time.Second, time.Millisecond, "the empty set")
-	assert.Empty(t, rec.last())
+	rec := resolvertest.Watch(t, lb.DNS{Addr: "x.test.:80", Resolver: s.resolver(), Refresh: fastRefresh})
+	rec.WaitCount(t, 1, "a set")
+	s.set("x.test.", "x.test. 1 IN TXT \"no addresses\"") // the name exists, with no A/AAAA
+	rec.WaitCount(t, 2, "the empty set")
+	assert.Empty(t, rec.Last())
 }
 
 func TestDNSOversizedAnswerIsCapped(t *testing.T) {
@@ -427,31 +372,31 @@ func TestDNSOversizedAnswerIsCapped(t *testing.T) {
 	}
 	s.set("big.test.", rrs...)
 	d := lb.DNS{Addr: "big.test.:80", Network: "ip4", Resolver: s.resolver(), Refresh: fastRefresh, MaxEndpoints: limit}
-	rec1, rec2 := watchDNS(t, d), watchDNS(t, d)
-	require.Eventually(t, func() bool { return rec1.count() > 0 && rec2.count() > 0 }, 20*time.Second, time.Millisecond, "capped sets")
+	rec1, rec2 := resolvertest.Watch(t, d), resolvertest.Watch(t, d)
+	resolvertest.WaitFor(t, "capped sets", func() bool { return rec1.Count() > 0 && rec2.Count() > 0 })
 	assert.Positive(t, s.tcpSeen.Load(), "the answer should have been too big for UDP")
-	got := rec1.lastAddrs()
+	got := rec1.Addrs()
 	require.Len(t, got, limit)
 	for _, a := range got {
 		require.True(t, all[a], "%s is not in the answer", a)
 	}
-	_, err := lb.NewBackends(rec1.last())
+	_, err := lb.NewBackends(rec1.Last())
 	require.NoError(t, err)
 	// The subset is stable across refreshes: nothing new is reported.
 	s.waitQueries(t, 8)
-	assert.Equal(t, 1, rec1.count())
+	assert.Equal(t, 1, rec1.Count())
 	// Two resolvers keep different subsets (the chance that two random
 	// seeds choose the same 100 of 1500 is nil for any purpose).
-	assert.NotEqual(t, got, rec2.lastAddrs())
+	assert.NotEqual(t, got, rec2.Addrs())
 
 	// The default cap is 1000; under the cap, everything is kept.
 	d.MaxEndpoints = 0
-	rec3 := watchDNS(t, d)
+	rec3 := resolvertest.Watch(t, d)
 	d.MaxEndpoints = n
-	rec4 := watchDNS(t, d)
-	require.Eventually(t, func() bool { return rec3.count() > 0 && rec4.count() > 0 }, 20*time.Second, time.Millisecond, "the full sets")
-	assert.Equal(t, 1000, len(rec3.last()))
-	assert.Equal(t, n, len(rec4.last()))
+	rec4 := resolvertest.Watch(t, d)
+	resolvertest.WaitFor(t, "the full sets", func() bool { return rec3.Count() > 0 && rec4.Count() > 0 })
+	assert.Equal(t, 1000, len(rec3.Last()))
+	assert.Equal(t, n, len(rec4.Last()))
 }
 
 // The whole path: lb.DNS -> lb.Follow -> Balancer, with a record set changing and
@@ -479,7 +424,7 @@ func TestDNSFollowIntoBalancer(t *testing.T) {
 	pk.Done(nil, 0)
 
 	s.set("svc.test.", "svc.test. 1 IN A 10.0.0.3")
-	require.Eventually(t, func() bool { return len(bal.Backends()) == 1 }, 20*time.Second, time.Millisecond, "the new set")
+	resolvertest.WaitFor(t, "the new set", func() bool { return len(bal.Backends()) == 1 })
 	assert.Equal(t, []string{"10.0.0.3:80"}, rsvAddrs(bal.Backends()))
 	require.NoError(t, f.Stop())
 }

@@ -158,7 +158,7 @@ func run(cfg Config) error {
 	env.OSArch = res.Header["goos"] + "/" + res.Header["goarch"]
 	env.Procs = procs(raw)
 
-	fmt.Fprintf(os.Stderr, "benchmd: quality report over %d keys\n", cfg.Keys)
+	fmt.Fprintf(os.Stderr, "benchmd: quality report over %s\n", keysDesc(cfg.Keys))
 	q := MeasureQuality(cfg.Keys, func(msg string) { fmt.Fprintln(os.Stderr, "benchmd:", msg) })
 	env.Took = time.Since(start)
 

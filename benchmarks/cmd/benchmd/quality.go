@@ -11,8 +11,10 @@ import (
 
 // Quality is the whole quality report.
 type Quality struct {
-	Keys     int
-	Hash     map[string][]bm.HashQuality // by row ID, one per QualitySizes
+	Keys int
+	Hash map[string][]bm.HashQuality // by row ID, one per QualitySizes
+	// Memory is the bytes each of bm.LbMemoryRows holds, one per bm.Sizes.
+	Memory   map[string][]int
 	HashRows []bm.Impl
 	WRR      map[string][]WeightedResult // by row ID, one per weight set
 	WRRRows  []bm.Impl
@@ -43,9 +45,15 @@ func MeasureQuality(keys int, progress func(string)) Quality {
 		WRandRow: bm.ImplsOf(bm.WeightedRandom),
 		Sets:     bm.WeightSets(),
 	}
-	ks := bm.Keys(bm.QualitySeed, keys)
+	most := 0
+	for _, n := range bm.QualitySizes {
+		most = max(most, bm.KeysFor(n, keys))
+	}
+	all := bm.Keys(bm.QualitySeed, most) // each size uses a prefix
+	keysAt := func(n int) []string { return all[:bm.KeysFor(n, keys)] }
 	for _, n := range bm.QualitySizes {
 		names := bm.Names(n)
+		ks := keysAt(n)
 		assign := make([]string, len(ks))
 		for i, k := range ks {
 			assign[i] = names[xxhash.Sum64String(k)%uint64(n)]
@@ -56,9 +64,19 @@ func MeasureQuality(keys int, progress func(string)) Quality {
 	for _, im := range q.HashRows {
 		for _, n := range bm.QualitySizes {
 			start := time.Now()
-			h := bm.MeasureHash(im, n, ks)
+			h := bm.MeasureHash(im, n, keysAt(n))
 			q.Hash[im.ID] = append(q.Hash[im.ID], h)
 			progress(fmt.Sprintf("%s N=%d: max/mean %.3f, add moves %.2fx ideal (%s)", im.ID, n, h.Load.MaxMean, h.Add.Ratio(), time.Since(start).Round(time.Millisecond)))
+		}
+	}
+	q.Memory = map[string][]int{}
+	for _, id := range bm.LbMemoryRows {
+		for _, n := range bm.Sizes {
+			b, err := bm.LbMemory(id, n)
+			if err != nil {
+				b = -1
+			}
+			q.Memory[id] = append(q.Memory[id], b)
 		}
 	}
 	for _, im := range q.WRRRows {

@@ -76,6 +76,7 @@ func Write(out io.Writer, cfg Config, env Env, run *Run, q Quality) {
 	w.speed(sp)
 	w.http(run)
 	w.quality(q)
+	w.memory(q)
 	w.losses(sp, run, q)
 	w.method()
 }
@@ -100,7 +101,7 @@ func (w writer) header() {
 		raw = "benchmarks/" + raw
 	}
 	w.p("| speed benchmarks | `%s` (in `benchmarks/`); medians of %d runs, one per pass; raw output in `%s` (benchstat reads it) |", e.BenchCmd, w.cfg.Count, raw)
-	w.p("| quality report | %s keys of 16-32 random letters (seed %d), in-process (`benchmarks/quality.go`) |", thousands(w.cfg.Keys), bm.QualitySeed)
+	w.p("| quality report | %s of 16-32 random letters (seed %d), in-process (`benchmarks/quality.go`) |", keysDesc(w.cfg.Keys), bm.QualitySeed)
 	w.p("| time taken | %s (with the quality report) |", e.Took.Round(time.Second))
 	w.p("")
 	w.p("`make bench` first runs the root module's own benchmarks (`go test -run '^$' -bench . -benchmem -count 5 -benchtime 250ms .`, printed, not recorded here), then the generator.")
@@ -162,7 +163,7 @@ func (w writer) summary(sp Speeds, run *Run, q Quality) {
 	}
 	w.p("")
 	w.httpSummary(run)
-	w.p("Quality (%s keys): lb's figure against the best peer's (lower is better for all).", thousands(q.Keys))
+	w.p("Quality (%s): lb's figure against the best peer's (lower is better for all).", keysDesc(q.Keys))
 	w.p("")
 	w.p("| measure | N | lb row | lb | best peer | peer | best peer of the same kind | peer |")
 	w.p("|---|---|---|--:|---|--:|---|--:|")
@@ -178,7 +179,7 @@ func (w writer) summary(sp Speeds, run *Run, q Quality) {
 	}
 	for _, m := range measures {
 		for i, n := range bm.QualitySizes {
-			for _, id := range []string{"lb-ring", "lb-maglev"} {
+			for _, id := range []string{"lb-ring", "lb-maglev", "lb-anchor"} {
 				im, _ := bm.Lookup(bm.Hash, id)
 				h := q.Hash[id][i]
 				all := bestHashOf(q, i, m.f, func(bm.Impl) bool { return true })
@@ -609,7 +610,7 @@ func (w writer) http(run *Run) {
 func (w writer) quality(q Quality) {
 	w.p("## Quality")
 	w.p("")
-	w.p("Deterministic: %s keys (seed %d) over backends `10.0.0.0:8080`, `10.0.0.1:8080`, ...; each row is built afresh for", thousands(q.Keys), bm.QualitySeed)
+	w.p("Deterministic: %s (seed %d) over backends `10.0.0.0:8080`, `10.0.0.1:8080`, ...; each row is built afresh for", keysDesc(q.Keys), bm.QualitySeed)
 	w.p("N-1, N and N+1 backends (the last one removed or appended: the only change jump hashing supports).")
 	w.p("")
 	w.p("### Balance of keys over backends")
@@ -743,8 +744,11 @@ func (w writer) losses(sp Speeds, run *Run, q Quality) {
 		}
 	}
 	for i, n := range bm.QualitySizes {
-		for _, id := range []string{"lb-ring", "lb-ring-crc32", "lb-maglev"} {
+		for _, id := range []string{"lb-ring", "lb-ring-crc32", "lb-maglev", "lb-anchor"} {
 			h := q.Hash[id][i]
+			if h.Err != nil {
+				continue
+			}
 			if bid, bv := bestHash(q, i, func(h bm.HashQuality) float64 { return h.Load.MaxMean }); bv < h.Load.MaxMean-0.005 {
 				items = append(items, fmt.Sprintf("balance, N=%d **%s**: max/mean %.3f against %.3f for %s", n, id, h.Load.MaxMean, bv, bid))
 			}
@@ -790,15 +794,56 @@ func (w writer) method() {
 // notes explain the tables; they state what the algorithms do, which does
 // not change from run to run.
 var notes = []string{
-	"**Maglev moves more keys than the ideal, and some between backends that stay**, by design, in lb and go-maglev alike (the same algorithm at the same table size: their balance and movement agree): a membership change refills the table, and a few slots change hands between backends that stay. lb documents it (`Maglev` doc comment); use `Ring` where keys must never move between backends that stay. In exchange a lookup is one hash and one table read: the fastest row of the hash table.",
-	"**The ring balances worse than Maglev, jump and rendezvous hashing, and is slower than Maglev.** With 1024 points per backend a ring's arcs still vary (each backend's share has a standard deviation of about 1/√1024 ≈ 3%), so the busiest of 10 to 100 backends gets some 5-8% more than the mean; another set of points (serialx's, MD5, same count) lands elsewhere in that spread. Jump and rendezvous hashing are uniform in expectation, and a Maglev table is filled to near-equal shares. A ring lookup is a hash and a search, a Maglev lookup a hash and a read. The ring is the scheme that allows weights, removing any backend, bounded loads and preference lists with zero stray moves; jump hashing can only remove the last backend, and rendezvous hashing costs O(N) per lookup (see N=1000).",
+	"**Maglev moves more keys than the ideal, and some between backends that stay**, by design, in lb and go-maglev alike: a membership change refills the table, and a few slots change hands between backends that stay; the fewer slots per backend, the more (6.4× the ideal at 65,537 slots and N=1,000). Up to 256 backends lb and go-maglev run the same algorithm at the same table size (their balance and movement agree); past 256 lb's default table is 2,097,143 slots of 16 bits (4 MiB), which cuts the movement at N=1,000 to about 2.3× the ideal, and costs lookups that read a 4 MiB table instead of 512 KiB. lb documents it (`Maglev` doc comment); use `Ring` or `Anchor` where keys must never move between backends that stay.",
+	"**The ring balances worse than Maglev, jump and rendezvous hashing, and is slower than Maglev.** With 1024 points per backend a ring's arcs still vary (each backend's share has a standard deviation of about 1/√1024 ≈ 3%), so the busiest of 10 to 100 backends gets some 5-8% more than the mean; another set of points (serialx's, MD5, same count) lands elsewhere in that spread. Past 256 units of weight lb's default ring holds about 1.5M points in all (1,500 a backend at N=1,000: max/mean about 1.09; 150 at N=10,000) on 32-bit positions in a compact table (about 6 MiB); its lookups then read two cache lines of a table far larger than the caches' share a lookup gets, which is where it loses most against Maglev and jump hashing at N=1,000 and 10,000 with a 65,536-key pool. Jump and rendezvous hashing are uniform in expectation, and a Maglev table is filled to near-equal shares. A ring lookup is a hash and a search, a Maglev lookup a hash and a read. The ring is the scheme that allows weights, removing any backend from the set alone, bounded loads and preference lists with zero stray moves (in its scaled regime an addition also takes a few points from every backend: about 2× the ideal moves); jump hashing can only remove the last backend, and rendezvous hashing costs O(N) per lookup (see N=1000).",
+	"**`lb-anchor`** is AnchorHash over a constant-time jump: a jump over the buckets ever used, and a rehash for a removed bucket's keys. Balance is a uniform draw's (the keys' own noise), an addition moves keys only to the newcomer and a removal only the removed backend's keys, and its state is a few bytes per backend, so lookups stay in cache at any N. Its placement follows the set's history (each Build continues the previous one): the quality rows build N-1, N and N+1 backends through one Anchor, as a Balancer's rebuilds do; the speed rows lay each set out fresh. `go-jump` can only lose its last backend; `lb-anchor` can lose any.",
+	"**`lb-ring-groupcache`** is `Ring{Compat: CompatGroupcache}`: groupcache's ring, point for point (the compat module checks it key for key against groupcache and stathat), so its balance and movement are groupcache-r50's exactly; the difference is speed (lb's table, no allocation per lookup).",
 	"**`lb-ring-crc32` is a compatibility option**, not a default: CRC-32 of a 16-32 byte key costs about twice xxhash64 here (the rest of the lookup is the same code), and CRC-32 is linear: the names of one backend's points differ only in their last digits, so the points cluster and the balance suffers (groupcache and stathat, which hash `\"<i><name>\"` with CRC-32, show the same effect; more replicas do not cure it).",
 	"**Round robin**: lb does what the bare atomic counter does (an atomic add and an index), plus the choice of a stripe; with one stripe it keeps a strict global order. Striping keeps the parallel figure from paying for one contended cache line, at the price of an order kept per stripe only (`RoundRobin` doc comment). On 2 cores the contention is mild, and single cells of a few ns move with the machine's noise; compare across sizes.",
 	"**Uniform random**: lb calls math/rand/v2's top-level generator (per-thread state, safe for concurrent use); go-kit's balancer calls an unsynchronised math/rand source, cheaper per call but unusable from several goroutines without the mutex it gets here.",
 	"**Peers that are not goroutine-safe** (go-kit's random balancer, smallnest/weighted) are measured with a mutex in parallel runs: that is what their users must add. Their serial figures are lock-free.",
 	"**Peer settings** are each library's documented defaults, plus a second row where the default is clearly not what a user who cares about balance would run: groupcache (its HTTPPool's 50 replicas, then lb's 1024), stathat (20, then 1024), serialx (`New` gives 1 point per node; weight 1024 gives lb's 1024), buraksezer (271 partitions, then 65537 as lb.Maglev's table). Hashes are the libraries' own; where a library takes a hash of the key rather than the key (go-jump, go-maglev) or needs one (buraksezer, go-rendezvous), xxhash64 is used, as in lb.",
-	"**Inputs**: peers whose lookup takes `[]byte` (buraksezer) get byte slices made in advance; the others get the same strings as lb. Every picker is built once per sub-benchmark, outside the timer; the previous one is dropped and collected first, so a peer that allocates is not slowed by another's live tables.",
+	"**Inputs**: speed benchmarks cycle a pool of 65,536 distinct keys, so that tables bigger than the caches pay for their misses as they do under real traffic. Peers whose lookup takes `[]byte` (buraksezer) get byte slices made in advance; the others get the same strings as lb. Every picker is built once per sub-benchmark, outside the timer; the previous one is dropped and collected first, so a peer that allocates is not slowed by another's live tables.",
 	"**HTTP**: the plain client has no balancer; its requests name the backends in turn, so its connection fan-out matches the balanced clients'. Its default transport keeps 2 idle connections per host, so at concurrency 32 it opens new connections all the time; `plain-idle256` has the same pool as lb's default base, so lb − plain-idle256 is the cost of the Transport itself. httplb is built for HTTP/2 (1 idle HTTP/1.1 connection per backend by default); `httplb-idle256` gives it lb's pool. Loopback requests take tens of µs and vary with the machine's load far more than the pickers do: read small HTTP differences as noise unless a quiet machine confirms them.",
+}
+
+// memory writes the size of lb's hash tables.
+func (w writer) memory(q Quality) {
+	if len(q.Memory) == 0 {
+		return
+	}
+	w.p("## Memory of lb's hash pickers")
+	w.p("")
+	w.p("MiB held by each picker's tables (`MemoryBytes`), unweighted backends.")
+	w.p("")
+	head, sep := "| row |", "|---|"
+	for _, n := range bm.Sizes {
+		head += fmt.Sprintf(" N=%d |", n)
+		sep += "---:|"
+	}
+	w.p("%s", head)
+	w.p("%s", sep)
+	for _, id := range bm.LbMemoryRows {
+		line := "| " + id + " |"
+		for _, b := range q.Memory[id] {
+			if b < 0 {
+				line += " - |"
+			} else {
+				line += fmt.Sprintf(" %.3f |", float64(b)/(1<<20))
+			}
+		}
+		w.p("%s", line)
+	}
+	w.p("")
+}
+
+// keysDesc says how many keys the quality report used at each size.
+func keysDesc(base int) string {
+	var parts []string
+	for _, n := range bm.QualitySizes {
+		parts = append(parts, fmt.Sprintf("%s keys at N=%d", thousands(bm.KeysFor(n, base)), n))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func mode(par bool) string {
