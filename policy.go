@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,13 +47,8 @@ type Policy struct {
 // accepted and have no effect. The errors wrap ErrInvalidConfig, as
 // NewTransport's do.
 func NewPolicy(opts ...TransportOption) (*Policy, error) {
-	o := defaultTransportOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applyTransport(&o)
-		}
-	}
-	if err := errors.Join(o.errs...); err != nil {
+	o, err := applyTransportOptions(opts)
+	if err != nil {
 		return nil, err
 	}
 	p, err := newPolicy(&o)

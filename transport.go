@@ -98,13 +98,8 @@ func NewTransport(bal *Balancer, opts ...TransportOption) (*Transport, error) {
 	if bal == nil {
 		return nil, fmt.Errorf("%w: NewTransport needs a Balancer, got nil", ErrInvalidConfig)
 	}
-	o := defaultTransportOptions()
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applyTransport(&o)
-		}
-	}
-	if err := errors.Join(o.errs...); err != nil {
+	o, err := applyTransportOptions(opts)
+	if err != nil {
 		return nil, err
 	}
 	if o.base != nil && (o.tlsConfig != nil || o.idleSet || o.protocolsSet) {

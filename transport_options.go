@@ -2,6 +2,7 @@ package lb
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,18 @@ type transportOptions struct {
 	retryAfterMax time.Duration
 	observer      func(AttemptInfo)
 	errs          []error
+}
+
+// applyTransportOptions returns the defaults with opts applied, or the
+// options' errors, joined.
+func applyTransportOptions(opts []TransportOption) (transportOptions, error) {
+	o := defaultTransportOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyTransport(&o)
+		}
+	}
+	return o, errors.Join(o.errs...)
 }
 
 // defaultTransportOptions is the one place the Transport's defaults are set.

@@ -15,6 +15,8 @@ import (
 // watches the request's context, as the real backends of the validation do.
 type simBackend struct {
 	name, addr      string
+	zone            string
+	ordinal         int // -1: none (see SubsetConfig.Ordinals)
 	weight          int
 	median          time.Duration
 	sigma           float64

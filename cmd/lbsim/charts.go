@@ -24,7 +24,7 @@ import (
 )
 
 // chartNames are the charts WriteCharts can write.
-var chartNames = []string{"load", "latency", "keys-moved", "share"}
+var chartNames = []string{"load", "latency", "keys-moved", "share", "zones"}
 
 // pngDPI is the resolution of the PNG charts.
 const pngDPI = 110
@@ -56,6 +56,9 @@ func WriteCharts(dir, prefix string, sc *Scenario, results []*Result, only ...st
 	}
 	if hasEvents(sc) {
 		charts = append(charts, chart{"share", 11 * vg.Inch, 4.5 * vg.Inch, func(c draw.Canvas) { drawShares(c, sc, results) }})
+	}
+	if len(sc.ClientZones) > 0 {
+		charts = append(charts, chart{"zones", 11 * vg.Inch, 4.5 * vg.Inch, func(c draw.Canvas) { drawCrossZone(c, sc, results) }})
 	}
 	var files []string
 	for _, ch := range charts {

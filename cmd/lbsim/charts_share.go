@@ -24,19 +24,28 @@ func drawShares(c draw.Canvas, sc *Scenario, results []*Result) {
 	c = header(c, fmt.Sprintf("%s: %s's share of the attempts over time", sc.Name, names[focus]),
 		"attempts on the backend over all attempts, per bin of time (retries and hedges included)",
 		scenarioLine(sc, results))
+	bins := min(60, len(results[0].PicksOver[0]))
+	lines := make([][]float64, len(results))
+	for i, r := range results {
+		lines[i] = focusOver([]*Result{r}, focus, bins)
+	}
+	drawTimeLines(c, sc, results, fmt.Sprintf("%s's share of the attempts", names[focus]), lines)
+}
+
+// drawTimeLines draws one line per strategy of shares over time (NaN: no
+// point), bins spread over the scenario's duration.
+func drawTimeLines(c draw.Canvas, sc *Scenario, results []*Result, ylabel string, lines [][]float64) {
 	p := plot.New()
 	p.X.Label.Text = "simulated time (s)"
-	p.Y.Label.Text = fmt.Sprintf("%s's share of the attempts", names[focus])
+	p.Y.Label.Text = ylabel
 	p.Y.Tick.Marker = pctTicks{}
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
-	bins := min(60, len(results[0].PicksOver[0]))
-	dt := sc.Duration.D().Seconds() / float64(bins)
 	top := 0.0
-	for _, r := range results {
-		share := focusOver([]*Result{r}, focus, bins)
+	for i, r := range results {
+		dt := sc.Duration.D().Seconds() / float64(max(len(lines[i]), 1))
 		var xys plotter.XYs
-		for b, v := range share {
+		for b, v := range lines[i] {
 			if !math.IsNaN(v) {
 				xys = append(xys, plotter.XY{X: (float64(b) + 0.5) * dt, Y: 100 * v})
 				top = max(top, 100*v)
@@ -163,4 +172,33 @@ func WriteValidationCharts(dir string, cs []Comparison) ([]string, error) {
 		return nil, err
 	}
 	return []string{base + ".png", base + ".svg"}, nil
+}
+
+// drawCrossZone draws the share of the zoned clients' attempts that went
+// to another zone, over time, one line per strategy.
+func drawCrossZone(c draw.Canvas, sc *Scenario, results []*Result) {
+	c = header(c, fmt.Sprintf("%s: cross-zone attempts over time", sc.Name),
+		"attempts of a client to a backend of another zone, over all attempts, per bin of time",
+		scenarioLine(sc, results))
+	lines := make([][]float64, len(results))
+	for i, r := range results {
+		n := len(r.ZoneAttemptsOver)
+		if n == 0 {
+			continue
+		}
+		bins := min(60, n)
+		cross, all := make([]float64, bins), make([]float64, bins)
+		for k := range n {
+			cross[k*bins/n] += float64(r.CrossZoneOver[k])
+			all[k*bins/n] += float64(r.ZoneAttemptsOver[k])
+		}
+		lines[i] = make([]float64, bins)
+		for b := range cross {
+			lines[i][b] = math.NaN()
+			if all[b] > 0 {
+				lines[i][b] = cross[b] / all[b]
+			}
+		}
+	}
+	drawTimeLines(c, sc, results, "cross-zone attempts", lines)
 }

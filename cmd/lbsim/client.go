@@ -34,10 +34,10 @@ var (
 // simClient is one client process: its Balancer, its Policy (and so its
 // own retry budget and hedge delay), its health checker and its workers.
 type simClient struct {
-	bal   *lb.Balancer
-	pol   *lb.Policy
-	hc    *lb.HealthChecker
-	index map[*lb.Backend]int32
+	bal  *lb.Balancer
+	pol  *lb.Policy
+	hc   *lb.HealthChecker
+	zone string // where it runs (client_zones)
 
 	// An open loop with a worker cap: released requests wait here.
 	waiting []int32
@@ -167,7 +167,8 @@ func (s *sim) launch(id int32, pick lb.Pick, hedged bool) {
 	r.tried = append(r.tried, pick.Backend)
 	r.live = append(r.live, aid)
 	a.req, a.pick, a.start, a.n, a.hedged = id, pick, s.now, len(r.tried), hedged
-	a.backend = s.backendIndex(r.client, pick.Backend)
+	a.backend = s.byAddr[pick.Backend.Addr()]
+	s.contact(r.client, a.backend)
 	a.state = atWire
 	a.z = r.z
 	if a.n > 1 {
@@ -443,6 +444,9 @@ func (s *sim) finish(id int32, out int) {
 	switch out {
 	case outOK:
 		s.res.lat = append(s.res.lat, s.now-r.release)
+		if z := s.clients[r.client].zone; z != "" {
+			s.res.zoneLat(z, s.now-r.release)
+		}
 	case outError:
 		s.res.Errors++
 		s.res.failLat = append(s.res.failLat, s.now-r.release)
@@ -476,13 +480,29 @@ func (s *sim) finish(id int32, out int) {
 	}
 }
 
-// backendIndex maps a client's *lb.Backend to the simulated backend.
-func (s *sim) backendIndex(client int32, b *lb.Backend) int32 {
-	m := s.clients[client].index
-	if i, ok := m[b]; ok {
-		return i
+// contact records an attempt of client ci on backend b: the pairs that
+// had a connection, and the attempts that crossed zones.
+func (s *sim) contact(ci, b int32) {
+	if s.contacted == nil {
+		s.contacted = make([][]bool, len(s.clients))
 	}
-	i := s.byAddr[b.Addr()]
-	m[b] = i
-	return i
+	row := s.contacted[ci]
+	if row == nil {
+		row = make([]bool, len(s.backends))
+		s.contacted[ci] = row
+	}
+	row[b] = true
+	if z := s.clients[ci].zone; z != "" {
+		if s.res.ZoneAttemptsOver == nil {
+			s.res.ZoneAttemptsOver = make([]uint64, s.nSamples)
+			s.res.CrossZoneOver = make([]uint64, s.nSamples)
+		}
+		k := min(int(s.now/max(int64(s.sc.SampleInterval), 1)), s.nSamples-1)
+		s.res.ZoneAttempts++
+		s.res.ZoneAttemptsOver[k]++
+		if s.backends[b].zone != z {
+			s.res.CrossZone++
+			s.res.CrossZoneOver[k]++
+		}
+	}
 }

@@ -190,6 +190,13 @@ func (sc *Scenario) lbDefaults() error {
 		return fmt.Errorf("outlier_detection or slow_start: %w", err)
 	}
 	defer bal.Close()
+	if len(sc.clientOptions(0)) > 0 {
+		b, err := lb.NewBalancer(lb.RoundRobin{}, append(sc.clientOptions(0), lb.WithClock(stillClock{}))...)
+		if err != nil {
+			return fmt.Errorf("subset or locality: %w", err)
+		}
+		b.Close()
+	}
 	if hc := sc.HealthCheck; hc != nil {
 		if hc.ProbeLatency < 0 {
 			return fmt.Errorf("health_check.probe_latency is %v; it must be >= 0", hc.ProbeLatency.D())

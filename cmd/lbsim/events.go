@@ -22,9 +22,10 @@ const (
 	evRestart        = "restart"         // kill, then start after down
 	evRollingRestart = "rolling_restart" // restart backends one after another, every apart
 	evFlap           = "flap"            // kill for down, start for up, again and again, until until
+	evReplace        = "replace"         // take backends out of the set and others in, in one Update
 )
 
-var eventKinds = []string{evAdd, evRemove, evFail, evRecover, evSlow, evKill, evStart, evRestart, evRollingRestart, evFlap}
+var eventKinds = []string{evAdd, evRemove, evFail, evRecover, evSlow, evKill, evStart, evRestart, evRollingRestart, evFlap, evReplace}
 
 // Failure modes of a fail event: how a failing call fails.
 const (
@@ -61,6 +62,13 @@ type Event struct {
 	Every      Duration `json:"every"`  // rolling_restart
 	Up         Duration `json:"up"`     // flap
 	Until      Duration `json:"until"`  // flap: when it stops (default: the end of the run)
+	// replace: With lists the backends that take the places of Backends,
+	// one for one (each takes its ordinal); or Count replaces that many
+	// backends of the set, spread evenly over it, with absent backends
+	// that were never in it, in order (as the events before it in the file
+	// leave the set).
+	With  []string `json:"with"`
+	Count int      `json:"count"`
 
 	given given
 }
@@ -79,10 +87,12 @@ type fault struct {
 // and flaps are expanded, with the backend resolved to its index.
 type timedEvent struct {
 	at      time.Duration
-	kind    string // add, remove, fail, recover, slow, kill, start
+	kind    string // add, remove, replace, fail, recover, slow, kill, start
 	backend int
 	factor  float64
 	fault   *fault
+	list    []int // replace: the backends that leave
+	with    []int // replace: those that take their places
 }
 
 // expandEvents validates the events and expands them into elementary
@@ -113,6 +123,14 @@ func (sc *Scenario) expandEvents() ([]timedEvent, error) {
 		}
 		if err := e.checkFields(i); err != nil {
 			return nil, err
+		}
+		if e.Kind == evReplace {
+			te, err := sc.replaceEvent(i, e, lookup, out)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, te)
+			continue
 		}
 		if e.Kind == evRollingRestart {
 			if e.Backend != "" {
@@ -205,11 +223,13 @@ func (e *Event) checkFields(i int) error {
 		evRestart:        {"down"},
 		evRollingRestart: {"down", "every", "backends"},
 		evFlap:           {"up", "down", "until"},
+		evReplace:        {"backends", "with", "count"},
 	}
 	set := map[string]bool{
 		"mode": e.Mode != "", "error_rate": e.ErrorRate != 0, "status": e.Status != 0, "latency": e.Latency != 0,
 		"retry_after": e.RetryAfter != "", "probe": e.Probe != "", "factor": e.Factor != 0, "down": e.Down != 0,
 		"every": e.Every != 0, "up": e.Up != 0, "until": e.Until != 0, "backends": len(e.Backends) > 0,
+		"with": len(e.With) > 0, "count": e.Count != 0,
 	}
 	for f := range e.given {
 		set[f] = set[f] || f != "at" && f != "kind" && f != "backend"
@@ -265,6 +285,86 @@ func (e *Event) fault(i int) (*fault, error) {
 	return f, nil
 }
 
+// replaceEvent expands a replace event: the backends that leave and those
+// that take their places.
+func (sc *Scenario) replaceEvent(i int, e *Event, lookup func(int, string, string) (int, error), before []timedEvent) (timedEvent, error) {
+	te := timedEvent{at: e.At.D(), kind: evReplace}
+	if e.Backend != "" {
+		return te, fmt.Errorf("events[%d]: a replace takes \"backends\" and \"with\" (or \"count\"), not \"backend\"", i)
+	}
+	switch {
+	case e.Count != 0 && (len(e.Backends) > 0 || len(e.With) > 0):
+		return te, fmt.Errorf("events[%d]: a replace takes \"count\" or the lists \"backends\" and \"with\", not both", i)
+	case e.Count != 0:
+		present, absent := sc.presentAt(e.At.D(), before)
+		if e.Count < 0 || e.Count > len(present) || e.Count > len(absent) {
+			return te, fmt.Errorf("events[%d].count is %d; it must be from 1 to the backends in the set (%d) and the absent ones never in it (%d)", i, e.Count, len(present), len(absent))
+		}
+		for k := range e.Count {
+			te.list = append(te.list, present[k*len(present)/e.Count])
+		}
+		te.with = absent[:e.Count]
+	default:
+		if len(e.Backends) == 0 || len(e.Backends) != len(e.With) {
+			return te, fmt.Errorf("events[%d]: a replace needs \"backends\" and \"with\" of the same length (got %d and %d), or \"count\"", i, len(e.Backends), len(e.With))
+		}
+		for k := range e.Backends {
+			old, err := lookup(i, fmt.Sprintf("backends[%d]", k), e.Backends[k])
+			if err != nil {
+				return te, err
+			}
+			nb, err := lookup(i, fmt.Sprintf("with[%d]", k), e.With[k])
+			if err != nil {
+				return te, err
+			}
+			te.list, te.with = append(te.list, old), append(te.with, nb)
+		}
+	}
+	return te, nil
+}
+
+// presentAt returns the backends in the set at time at, and the fresh
+// ones (never in it yet), as the events of the file before this one (evs,
+// expanded) leave them, in order.
+func (sc *Scenario) presentAt(at time.Duration, evs []timedEvent) (present, fresh []int) {
+	in := sc.initialSet()
+	been := slices.Clone(in)
+	for _, e := range evs {
+		if e.at >= at {
+			continue
+		}
+		switch e.kind {
+		case evAdd:
+			in[e.backend], been[e.backend] = true, true
+		case evRemove:
+			in[e.backend] = false
+		case evReplace:
+			for k, old := range e.list {
+				in[old], in[e.with[k]], been[e.with[k]] = false, true, true
+			}
+		}
+	}
+	for b, yes := range in {
+		if yes {
+			present = append(present, b)
+		} else if !been[b] {
+			fresh = append(fresh, b)
+		}
+	}
+	return present, fresh
+}
+
+// initialSet reports, per backend, whether it is in the set at the start.
+func (sc *Scenario) initialSet() []bool {
+	var in []bool
+	for _, g := range sc.Backends {
+		for range g.Count {
+			in = append(in, !g.Absent)
+		}
+	}
+	return in
+}
+
 // checkMembership replays add and remove events.
 func (sc *Scenario) checkMembership(evs []timedEvent, names []string) error {
 	in := make([]bool, len(names))
@@ -280,6 +380,16 @@ func (sc *Scenario) checkMembership(evs []timedEvent, names []string) error {
 	}
 	for _, e := range evs {
 		switch e.kind {
+		case evReplace:
+			for k, old := range e.list {
+				if !in[old] {
+					return fmt.Errorf("event at %v: replace %s, which is not in the set", e.at, names[old])
+				}
+				if in[e.with[k]] {
+					return fmt.Errorf("event at %v: replace with %s, which is already in the set", e.at, names[e.with[k]])
+				}
+				in[old], in[e.with[k]] = false, true
+			}
 		case evAdd:
 			if in[e.backend] {
 				return fmt.Errorf("event at %v: add %s, which is already in the set", e.at, names[e.backend])

@@ -15,11 +15,26 @@ func (s *sim) scenarioEvent(e timedEvent) {
 	case evAdd:
 		b.present = true
 		b.presentSince, b.everPresent = s.now, true
+		if s.sc.Subset != nil && s.sc.Subset.Ordinals && b.ordinal < 0 {
+			b.ordinal = s.nextOrdinal
+			s.nextOrdinal++
+		}
 		s.update("add " + b.name)
 	case evRemove:
 		b.present = false
 		b.presentTime += s.now - b.presentSince
-		s.update("remove " + b.name)
+		s.update("remove "+b.name, e.backend)
+	case evReplace:
+		for k, old := range e.list {
+			ob, nb := &s.backends[old], &s.backends[e.with[k]]
+			ob.present = false
+			ob.presentTime += s.now - ob.presentSince
+			nb.present, nb.presentSince, nb.everPresent = true, s.now, true
+			if ob.ordinal >= 0 {
+				nb.ordinal = ob.ordinal
+			}
+		}
+		s.update(fmt.Sprintf("replace %d backends", len(e.list)), e.list...)
 	case evFail:
 		b.fault = e.fault
 	case evRecover:
@@ -33,16 +48,24 @@ func (s *sim) scenarioEvent(e timedEvent) {
 	}
 }
 
-// update gives every client's Balancer the current endpoint set.
-func (s *sim) update(label string) {
+// update gives every client's Balancer the current endpoint set; gone are
+// the backends that left it.
+func (s *sim) update(label string, gone ...int) {
 	eps := s.endpoints()
+	before := s.members()
 	for _, c := range s.clients {
 		if err := c.bal.Update(eps); err != nil {
 			// The scenario was validated: an error here is a bug.
 			panic(fmt.Sprintf("lbsim: Update: %v", err))
 		}
 	}
+	g := map[int32]bool{}
+	for _, b := range gone {
+		g[int32(b)] = true
+	}
 	s.changed(label)
+	mv := &s.res.Moves[len(s.res.Moves)-1]
+	mv.PairsMoved, mv.PairsMust = pairsMoved(before, s.members(), g)
 }
 
 // changed records a change of the endpoint set: the share of the key
@@ -113,7 +136,7 @@ func (s *sim) placeKeys() error {
 	}
 	var eps []lb.Endpoint
 	for _, i := range s.present() {
-		eps = append(eps, lb.Endpoint{Addr: s.backends[i].addr, Weight: s.backends[i].weight, HashKey: s.backends[i].name})
+		eps = append(eps, s.backends[i].endpoint())
 	}
 	bs, err := lb.NewBackends(eps)
 	if err != nil {
@@ -165,6 +188,7 @@ func (s *sim) finishRun() {
 			b.presentTime += end - b.presentSince
 		}
 		s.res.Picks[i] = b.picks
+		s.res.everPresent = append(s.res.everPresent, b.everPresent)
 		if b.everPresent && b.presentTime > 0 {
 			t := float64(b.presentTime) / 1e9
 			s.res.pickRate[i] = float64(b.picks) / t / float64(b.weight)
@@ -176,6 +200,16 @@ func (s *sim) finishRun() {
 	for _, c := range s.clients {
 		for _, st := range c.bal.Stats() {
 			s.res.Ejections += int64(st.Ejections)
+		}
+	}
+	if s.contacted != nil {
+		s.res.Connections = make([]int, len(s.backends))
+		for _, row := range s.contacted {
+			for b, yes := range row {
+				if yes {
+					s.res.Connections[b]++
+				}
+			}
 		}
 	}
 	s.res.summarise()

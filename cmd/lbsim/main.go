@@ -274,6 +274,16 @@ func writeReport(w io.Writer, sc *Scenario, results []*Result, wall time.Duratio
 		reqs, sc.Duration.D(), loadText(sc.Load), keysText(sc.Keys), sc.Clients, n, sc.Seed)
 	WriteTable(w, results)
 	fmt.Fprintln(w)
+	var fleet strings.Builder
+	WriteFleet(&fleet, sc, results)
+	if fleet.Len() > 0 {
+		fmt.Fprintf(w, "Clients per backend (their Balancers' subsets, at the start), connections per backend (clients that sent it an attempt), cross-zone attempts, p99 per client zone:\n\n%s\n", fleet.String())
+	}
+	var pairs strings.Builder
+	WritePairs(&pairs, results)
+	if pairs.Len() > 0 {
+		fmt.Fprintf(w, "Client–backend pairs at each change of the set (new pairs, and those that had to be: one per pair of a backend that left):\n\n%s\n", pairs.String())
+	}
 	var moves strings.Builder
 	WriteMoves(&moves, results)
 	if moves.Len() > 0 {

@@ -53,6 +53,11 @@ func RunReal(sc *Scenario, strategy string) (*Result, error) {
 	f.byAddr = map[string]int{}
 	for i, b := range f.backends {
 		f.byAddr[b.addr] = i
+		f.ordinals = append(f.ordinals, -1)
+		if sc.Subset != nil && sc.Subset.Ordinals && f.present[i] {
+			f.ordinals[i] = f.nextOrdinal
+			f.nextOrdinal++
+		}
 	}
 	if err := f.startClients(strategy); err != nil {
 		f.stopClients()
@@ -71,15 +76,17 @@ func RunReal(sc *Scenario, strategy string) (*Result, error) {
 }
 
 type realRun struct {
-	sc       *Scenario
-	start    time.Time
-	res      *Result
-	backends []*realBackend
-	present  []bool
-	byAddr   map[string]int
-	picks    []atomic.Uint64 // attempts per backend, from the attempt observer
-	slowed   []atomic.Bool   // a slow event changed the backend's speed
-	clients  []*realClient
+	sc          *Scenario
+	start       time.Time
+	res         *Result
+	backends    []*realBackend
+	present     []bool
+	ordinals    []int // per backend, -1: none
+	byAddr      map[string]int
+	nextOrdinal int
+	picks       []atomic.Uint64 // attempts per backend, from the attempt observer
+	slowed      []atomic.Bool   // a slow event changed the backend's speed
+	clients     []*realClient
 
 	mu      sync.Mutex // guards res's counts and latencies
 	pending sync.WaitGroup
@@ -100,12 +107,16 @@ type realRequest struct {
 	z       float64
 }
 
+// endpoints returns the real fleet's endpoint set, labelled as lbsim's
+// (simBackend.endpoint): the backends' names as hash names, their zones
+// and ordinals.
 func (f *realRun) endpoints() []lb.Endpoint {
 	var eps []lb.Endpoint
 	for i, b := range f.backends {
 		if f.present[i] {
 			g := f.groupOf(i)
-			eps = append(eps, lb.Endpoint{Addr: b.addr, Weight: g.Weight, HashKey: b.name})
+			e := (&simBackend{name: b.name, addr: b.addr, weight: g.Weight, zone: g.Zone, ordinal: f.ordinals[i]}).endpoint()
+			eps = append(eps, e)
 		}
 	}
 	return eps
@@ -143,8 +154,8 @@ func (f *realRun) startClients(strategy string) error {
 		}
 	})
 	topts := append(sc.Transport.options(), lb.WithKey(lb.HeaderKey(keyHeader)), observe)
-	for range sc.Clients {
-		bal, err := lb.NewBalancer(b, append(sc.balancerOptions(), lb.WithEndpoints(f.endpoints()))...)
+	for ci := range sc.Clients {
+		bal, err := lb.NewBalancer(b, append(append(sc.balancerOptions(), lb.WithEndpoints(f.endpoints())), sc.clientOptions(ci)...)...)
 		if err != nil {
 			return err
 		}
@@ -334,10 +345,26 @@ func (r *Result) countRequest(mu *sync.Mutex) {
 func (f *realRun) apply(e timedEvent) {
 	b := f.backends[e.backend]
 	switch e.kind {
-	case evAdd, evRemove:
-		f.present[e.backend] = e.kind == evAdd
-		if e.kind == evAdd {
+	case evAdd, evRemove, evReplace:
+		switch e.kind {
+		case evAdd:
+			f.present[e.backend] = true
+			if f.sc.Subset != nil && f.sc.Subset.Ordinals && f.ordinals[e.backend] < 0 {
+				f.ordinals[e.backend] = f.nextOrdinal
+				f.nextOrdinal++
+			}
 			_ = b.start()
+		case evRemove:
+			f.present[e.backend] = false
+		case evReplace:
+			for k, old := range e.list {
+				nb := e.with[k]
+				f.present[old], f.present[nb] = false, true
+				if f.ordinals[old] >= 0 {
+					f.ordinals[nb] = f.ordinals[old]
+				}
+				_ = f.backends[nb].start()
+			}
 		}
 		eps := f.endpoints()
 		for _, c := range f.clients {

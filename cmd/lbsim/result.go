@@ -36,6 +36,21 @@ type Result struct {
 	ProbesNotDelayed int64
 	Statuses         map[int]int64 // the 4xx and 5xx responses callers got, by status
 
+	// Large fleets. ClientsPerBackend is, per backend, the clients whose
+	// Balancer uses it at the start (their subsets: the connections they
+	// may open); Connections, per backend, the clients that sent it an
+	// attempt during the run. ZoneAttempts counts the attempts of clients
+	// with a zone, CrossZone those that went to a backend of another zone;
+	// ZoneP99 is the p99 latency of each client zone's successful requests.
+	ClientsPerBackend []int
+	Connections       []int
+	ZoneAttempts      int64
+	CrossZone         int64
+	ZoneP99           map[string]time.Duration
+	// CrossZoneOver and ZoneAttemptsOver are CrossZone and ZoneAttempts
+	// per sample interval.
+	CrossZoneOver, ZoneAttemptsOver []uint64
+
 	// Latency percentiles of the successful requests, from their release
 	// to the end of the response (queueing for a worker, retries and
 	// hedges included).
@@ -62,9 +77,12 @@ type Result struct {
 	lag                 time.Duration // real fleet: the longest the process went without a CPU (see watchLag)
 	lat                 []int64       // successful requests' latencies (sorted by summarise)
 	failLat             []int64       // the other requests' times to their end
+	zoneLats            map[string][]int64
 	keyRepeats, keySame int64
 	pickRate            []float64
 	meanInflight        []float64
+	everPresent         []bool // per backend: in the set at some time
+	startPresent        []bool // per backend: in the set at the start
 	sampleInterval      time.Duration
 }
 
@@ -96,6 +114,10 @@ type Move struct {
 	Label string
 	Moved float64 // share of the key space placed elsewhere (NaN: the strategy does not place keys)
 	Ideal float64 // the least share that had to move
+	// PairsMoved is the client–backend pairs of the clients' Balancers
+	// (their subsets) that are new after the change; PairsMust those that
+	// had to be, one for each pair of a backend that left.
+	PairsMoved, PairsMust int
 }
 
 func newResult(sc *Scenario, strategy string, names []string, samples int) *Result {
@@ -124,6 +146,13 @@ func newResult(sc *Scenario, strategy string, names []string, samples int) *Resu
 
 func (r *Result) summarise() {
 	slices.Sort(r.lat)
+	if len(r.zoneLats) > 0 {
+		r.ZoneP99 = map[string]time.Duration{}
+		for z, l := range r.zoneLats {
+			slices.Sort(l)
+			r.ZoneP99[z] = (&Result{lat: l}).Quantile(0.99)
+		}
+	}
 	r.P50, r.P99, r.P999 = r.Quantile(0.5), r.Quantile(0.99), r.Quantile(0.999)
 	if n := len(r.lat); n > 0 {
 		var sum float64
@@ -290,4 +319,80 @@ func (r *Result) pickAt(i int, t time.Duration) {
 	row := r.PicksOver[i]
 	k := int(t / max(r.sampleInterval, 1))
 	row[min(max(k, 0), len(row)-1)]++
+}
+
+// zoneLat records a successful request's latency for client zone z.
+func (r *Result) zoneLat(z string, d int64) {
+	if r.zoneLats == nil {
+		r.zoneLats = map[string][]int64{}
+	}
+	r.zoneLats[z] = append(r.zoneLats[z], d)
+}
+
+// CrossZoneShare is the share of the zoned clients' attempts that went
+// to another zone (NaN without zones).
+func (r *Result) CrossZoneShare() float64 {
+	if r.ZoneAttempts == 0 {
+		return math.NaN()
+	}
+	return float64(r.CrossZone) / float64(r.ZoneAttempts)
+}
+
+// spread returns the mean of v, and its max and min over the mean (only
+// the entries keep says to).
+func spread(v []int, keep func(i int) bool) (mean, hi, lo float64) {
+	n, sum := 0, 0
+	mx, mn := 0, math.MaxInt
+	for i, x := range v {
+		if keep != nil && !keep(i) {
+			continue
+		}
+		n++
+		sum += x
+		mx, mn = max(mx, x), min(mn, x)
+	}
+	if n == 0 || sum == 0 {
+		return 0, math.NaN(), math.NaN()
+	}
+	mean = float64(sum) / float64(n)
+	return mean, float64(mx) / mean, float64(mn) / mean
+}
+
+// WriteFleet writes, for a scenario with subsetting, zones or more than
+// 100 clients, each strategy's clients and connections per backend,
+// cross-zone share and p99 per client zone. It writes nothing for other
+// scenarios.
+func WriteFleet(w io.Writer, sc *Scenario, results []*Result) {
+	if sc.Subset == nil && len(sc.ClientZones) == 0 && sc.Clients <= 100 {
+		return
+	}
+	fmt.Fprintln(w, "| strategy | clients per backend: mean | max/mean | min/mean | connections per backend: mean | max/mean | cross-zone attempts | p99 per client zone |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
+	for _, r := range results {
+		cm, chi, clo := spread(r.ClientsPerBackend, func(i int) bool { return r.startPresent[i] })
+		nm, nhi, _ := spread(r.Connections, func(i int) bool { return r.everPresent[i] })
+		var zones []string
+		for _, z := range sc.ClientZones {
+			zones = append(zones, fmt.Sprintf("%s %s", z, ms(r.ZoneP99[z])))
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %s | %s | %.1f | %s | %s | %s |\n", r.Strategy, cm, num(chi), num(clo), nm, num(nhi), pct(r.CrossZoneShare()), strings.Join(zones, ", "))
+	}
+}
+
+// WritePairs writes the client–backend pairs moved at each change of the
+// set (the same for every strategy: subsets do not depend on it). It
+// writes nothing when nothing changed.
+func WritePairs(w io.Writer, results []*Result) {
+	if len(results) == 0 || len(results[0].Moves) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| # | time | change | new pairs | pairs that had to move | new / had to |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|")
+	for i, m := range results[0].Moves {
+		ratio := math.NaN()
+		if m.PairsMust > 0 {
+			ratio = float64(m.PairsMoved) / float64(m.PairsMust)
+		}
+		fmt.Fprintf(w, "| %d | %.2fs | %s | %d | %d | %s |\n", i+1, m.At.Seconds(), m.Label, m.PairsMoved, m.PairsMust, num(ratio))
+	}
 }

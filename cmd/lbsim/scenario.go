@@ -42,9 +42,20 @@ type Scenario struct {
 	SlowStart *SlowStartConfig `json:"slow_start"`
 	// HealthCheck, when present, runs lb's active health checks
 	// (lb.StartHealthChecks) from every client, with simulated probes.
-	HealthCheck *HealthConfig  `json:"health_check"`
-	Backends    []BackendGroup `json:"backends"`
-	Events      []Event        `json:"events"`
+	HealthCheck *HealthConfig `json:"health_check"`
+	// Subset, when present, is lb.WithSubset on every client's Balancer,
+	// each client with its own index.
+	Subset *SubsetConfig `json:"subset"`
+	// ClientZones, when given, are the zones the clients run in, spread
+	// over them in blocks (client i runs in ClientZones[i×len/clients]):
+	// the cross-zone share of the attempts and each zone's latency are
+	// reported, and Locality uses them.
+	ClientZones []string `json:"client_zones"`
+	// Locality, when present, is lb.WithLocality on every client's
+	// Balancer, with the client's zone (ClientZones, required).
+	Locality *LocalityConfig `json:"locality"`
+	Backends []BackendGroup  `json:"backends"`
+	Events   []Event         `json:"events"`
 	// Strategies to compare; default all (see strategyNames).
 	Strategies []string `json:"strategies"`
 	// SampleInterval is the resolution of the load-over-time chart;
@@ -124,8 +135,10 @@ type BackendGroup struct {
 	// 0 means no queue. After the defaults, -1 stands for no bound.
 	MaxQueue int `json:"max_queue"`
 	// Absent backends are defined but not in the set at the start (an
-	// "add" event brings them in).
+	// "add" or "replace" event brings them in).
 	Absent bool `json:"absent"`
+	// Zone is the backends' zone (the endpoints' lb.LabelZone).
+	Zone string `json:"zone"`
 
 	given given
 }
@@ -257,6 +270,9 @@ func (sc *Scenario) withDefaults() error {
 		return err
 	}
 	if err := sc.backendDefaults(); err != nil {
+		return err
+	}
+	if err := sc.fleetDefaults(); err != nil {
 		return err
 	}
 	if err := sc.lbDefaults(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-lb/lb"
@@ -70,17 +71,19 @@ type sim struct {
 	clients   []*simClient
 	responses map[string]*http.Response
 
-	reqs       []request
-	freeReqs   []int32
-	atts       []attempt
-	freeAtts   []int32
-	active     int // requests sent and not finished
-	released   bool
-	timers     []*simTimer
-	freeTimers []int32
-	probes     []chan struct{}
-	freeProbes []int32
-	hcStop     context.CancelFunc
+	reqs        []request
+	freeReqs    []int32
+	atts        []attempt
+	freeAtts    []int32
+	active      int // requests sent and not finished
+	released    bool
+	timers      []*simTimer
+	freeTimers  []int32
+	probes      []chan struct{}
+	freeProbes  []int32
+	hcStop      context.CancelFunc
+	nextOrdinal int      // the next new backend's ordinal
+	contacted   [][]bool // [client][backend]: the client sent it an attempt
 
 	res      *Result
 	lastKey  []int32 // backend of each key's last successful request, -1: none
@@ -138,17 +141,23 @@ func newSim(sc *Scenario, strategy string) (*sim, error) {
 		s.work = newWorkload(sc)
 	}
 	names := sc.backendNames()
+	ordinals := 0
 	for _, g := range sc.Backends {
 		for range g.Count {
 			i := len(s.backends)
 			s.backends = append(s.backends, simBackend{
-				name: names[i], addr: names[i] + ":80", weight: g.Weight,
+				name: names[i], addr: names[i] + ":80", zone: g.Zone, ordinal: -1, weight: g.Weight,
 				median: g.Median.D(), sigma: g.Sigma, slots: g.Slots, maxQueue: g.MaxQueue,
 				factor: 1, present: !g.Absent, everPresent: !g.Absent,
 			})
+			if sc.Subset != nil && sc.Subset.Ordinals && !g.Absent {
+				s.backends[i].ordinal = ordinals
+				ordinals++
+			}
 			s.byAddr[names[i]+":80"] = int32(i)
 		}
 	}
+	s.nextOrdinal = ordinals
 	// The last interval runs to the end: it is up to one interval longer.
 	s.nSamples = max(int(sc.Duration/sc.SampleInterval), 1)
 	s.res = newResult(sc, strategy, names, s.nSamples)
@@ -184,7 +193,7 @@ func (s *sim) startClients() error {
 	var hcCtx context.Context
 	hcCtx, s.hcStop = context.WithCancel(context.Background())
 	for ci := range s.sc.Clients {
-		bal, err := lb.NewBalancer(s.builder, bopts...)
+		bal, err := lb.NewBalancer(s.builder, append(slices.Clone(bopts), s.sc.clientOptions(ci)...)...)
 		if err != nil {
 			return err
 		}
@@ -193,7 +202,7 @@ func (s *sim) startClients() error {
 			bal.Close()
 			return err
 		}
-		c := &simClient{bal: bal, pol: pol, index: map[*lb.Backend]int32{}, idle: s.sc.Load.Workers}
+		c := &simClient{bal: bal, pol: pol, idle: s.sc.Load.Workers, zone: s.sc.clientZone(ci)}
 		s.clients = append(s.clients, c)
 		if hc := s.sc.HealthCheck; hc != nil {
 			ci := int32(ci)
@@ -207,6 +216,10 @@ func (s *sim) startClients() error {
 		}
 	}
 	s.perTry, s.bodyIdle = s.sc.Transport.PerTryTimeout.D(), s.sc.Transport.BodyIdleTimeout.D()
+	s.res.ClientsPerBackend = clientsPerBackend(s.members(), len(s.backends))
+	for i := range s.backends {
+		s.res.startPresent = append(s.res.startPresent, s.backends[i].present)
+	}
 	return nil
 }
 
@@ -238,7 +251,7 @@ func (s *sim) endpoints() []lb.Endpoint {
 	var eps []lb.Endpoint
 	for i := range s.backends {
 		if b := &s.backends[i]; b.present {
-			eps = append(eps, lb.Endpoint{Addr: b.addr, Weight: b.weight, HashKey: b.name})
+			eps = append(eps, b.endpoint())
 		}
 	}
 	return eps

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -490,4 +491,25 @@ func focusOver(rs []*Result, focus, bins int) []float64 {
 		}
 	}
 	return out
+}
+
+// nanFloats are floats that may be NaN, which JSON writes as null.
+type nanFloats []float64
+
+// MarshalJSON writes the floats, NaN as null.
+func (v nanFloats) MarshalJSON() ([]byte, error) {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, x := range v {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if math.IsNaN(x) {
+			b.WriteString("null")
+		} else {
+			b.WriteString(strconv.FormatFloat(x, 'g', -1, 64))
+		}
+	}
+	b.WriteByte(']')
+	return []byte(b.String()), nil
 }
