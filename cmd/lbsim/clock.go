@@ -44,6 +44,7 @@ func (t *simTimer) Stop() bool {
 	return was
 }
 
+// Now returns the simulated time.
 func (c *simClock) Now() time.Time { return time.Unix(0, c.s.now) }
 
 // AfterFunc schedules f as an event d from now. After the run it

@@ -214,9 +214,13 @@ func (sc *Scenario) lbDefaults() error {
 // fire: for validating a configuration with lb without running anything.
 type stillClock struct{}
 
-func (stillClock) Now() time.Time                           { return time.Unix(0, 0) }
+// Now returns the Unix epoch.
+func (stillClock) Now() time.Time { return time.Unix(0, 0) }
+
+// AfterFunc returns a timer that never fires.
 func (stillClock) AfterFunc(time.Duration, func()) lb.Timer { return stillTimer{} }
 
 type stillTimer struct{}
 
+// Stop reports that it prevented the call (which was never to come).
 func (stillTimer) Stop() bool { return true }

@@ -172,7 +172,7 @@ func (b *realBackend) start() error {
 	}
 }
 
-// draw reports whether fault f catches this call.
+// catches reports whether fault f catches this call.
 func (b *realBackend) catches(f *fault) bool {
 	if f.rate >= 1 {
 		return true
@@ -182,6 +182,8 @@ func (b *realBackend) catches(f *fault) bool {
 	return b.rnd.Float64() < f.rate
 }
 
+// ServeHTTP serves a call, or a health check (/healthz), as the backend's
+// model says: the fault first, then a slot and the service time.
 func (b *realBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if r.URL.Path == "/healthz" {
