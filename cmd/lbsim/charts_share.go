@@ -43,19 +43,8 @@ func drawTimeLines(c draw.Canvas, sc *Scenario, results []*Result, ylabel string
 	p.Add(plotter.NewGrid())
 	top := 0.0
 	for i, r := range results {
-		dt := sc.Duration.D().Seconds() / float64(max(len(lines[i]), 1))
-		var xys plotter.XYs
-		for b, v := range lines[i] {
-			if !math.IsNaN(v) {
-				xys = append(xys, plotter.XY{X: (float64(b) + 0.5) * dt, Y: 100 * v})
-				top = max(top, 100*v)
-			}
-		}
-		if len(xys) < 2 {
-			continue
-		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		l := shareLine(lines[i], sc.Duration.D().Seconds()/float64(max(len(lines[i]), 1)), &top)
+		if l == nil {
 			continue
 		}
 		l.LineStyle = styleFor(r.Strategy)
@@ -67,6 +56,27 @@ func drawTimeLines(c draw.Canvas, sc *Scenario, results []*Result, ylabel string
 	p.Legend.TextStyle.Font.Size = 10
 	p.Legend.ThumbnailWidth = vg.Points(28)
 	p.Draw(draw.Crop(c, vg.Points(6), -vg.Points(10), vg.Points(4), 0))
+}
+
+// shareLine is the line of shares v (in bins of dt seconds, NaN: no
+// point), in percent, raising top to its highest point; nil with fewer
+// than two points.
+func shareLine(v []float64, dt float64, top *float64) *plotter.Line {
+	var xys plotter.XYs
+	for b, x := range v {
+		if !math.IsNaN(x) {
+			xys = append(xys, plotter.XY{X: (float64(b) + 0.5) * dt, Y: 100 * x})
+			*top = max(*top, 100*x)
+		}
+	}
+	if len(xys) < 2 {
+		return nil
+	}
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return nil
+	}
+	return l
 }
 
 // hasEvents reports whether the scenario has events (faults, membership
@@ -112,18 +122,8 @@ func WriteValidationCharts(dir string, cs []Comparison) ([]string, error) {
 			top := 0.0
 			for _, c := range group {
 				for k, over := range [][]float64{c.Sim.FocusOver, c.Real.FocusOver} {
-					var xys plotter.XYs
-					for b, v := range over {
-						if !math.IsNaN(v) {
-							xys = append(xys, plotter.XY{X: (float64(b) + 0.5) * dt, Y: 100 * v})
-							top = max(top, 100*v)
-						}
-					}
-					if len(xys) < 2 {
-						continue
-					}
-					l, err := plotter.NewLine(xys)
-					if err != nil {
+					l := shareLine(over, dt, &top)
+					if l == nil {
 						continue
 					}
 					ls := styleFor(c.Strategy)
