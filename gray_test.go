@@ -237,14 +237,17 @@ func TestGrayStallAfterHeaders(t *testing.T) {
 		b.mu.Lock()
 		b.handler = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, strings.Repeat("x", 1<<20)) }
 		b.mu.Unlock()
-		tr, bal := newTestTransport(t, lb.RoundRobin{}, []lb.Endpoint{{Addr: b.addr}}, nil, lb.WithBodyIdleTimeout(50*time.Millisecond))
+		// The idle timeout is short next to the reader's pauses, long next
+		// to a Read of bytes the backend has sent (a loaded machine's
+		// scheduling included).
+		tr, bal := newTestTransport(t, lb.RoundRobin{}, []lb.Endpoint{{Addr: b.addr}}, nil, lb.WithBodyIdleTimeout(time.Second))
 		resp, err := tr.RoundTrip(getReq(0))
 		require.NoError(t, err)
 		buf := make([]byte, 1024)
 		for i := 0; i < 3; i++ {
 			_, err := io.ReadFull(resp.Body, buf)
 			require.NoError(t, err)
-			time.Sleep(100 * time.Millisecond) // the caller is slow, not the backend (not waiting for a condition)
+			time.Sleep(1500 * time.Millisecond) // the caller is slow, not the backend (not waiting for a condition)
 		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		require.NoError(t, err)
