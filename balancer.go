@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Balancer owns a live set of backends and the Picker over them. Pick
@@ -186,223 +185,10 @@ func NewBalancer(b Builder, opts ...Option) (*Balancer, error) {
 	return bal, nil
 }
 
-// Pick is one call's backend, and the handle that reports the call's end.
-// Done and Cancel finish it: the first call of either wins, and later
-// calls (on the Pick or on any copy of it) do nothing, so a pick is never
-// counted twice.
-type Pick struct {
-	// Backend is the chosen backend.
-	Backend *Backend
-	bal     *Balancer
-	tok     *pickToken
-	gen     uint64
-}
-
-// pickToken makes finishing a pick idempotent without an allocation: a
-// pick takes a token from a pool and notes its generation; finishing
-// advances the generation (only the first finish can) and returns the
-// token. A stale copy's generation no longer matches, however often the
-// token has been reused since.
-type pickToken struct{ gen atomic.Uint64 }
-
-var pickTokens = sync.Pool{New: func() any { return new(pickToken) }}
-
-func (b *Balancer) newPick(be *Backend) Pick {
-	be.begin()
-	t := pickTokens.Get().(*pickToken)
-	return Pick{Backend: be, bal: b, tok: t, gen: t.gen.Load()}
-}
-
-// claim reports whether this call is the first to finish the pick.
-func (p *Pick) claim() bool {
-	if p.Backend == nil {
-		return false
-	}
-	if t := p.tok; t != nil {
-		if !t.gen.CompareAndSwap(p.gen, p.gen+1) {
-			return false
-		}
-		pickTokens.Put(t)
-	}
-	return true
-}
-
-// Addr returns the chosen backend's address ("" for the zero Pick).
-func (p Pick) Addr() string {
-	if p.Backend == nil {
-		return ""
-	}
-	return p.Backend.addr
-}
-
-// Done reports the end of the call: err is nil for a success and non-nil
-// for a failure of the backend (the caller decides what counts: a refused
-// connection does, a 404 usually does not), latency is the call's duration
-// (0 or less: not measured). It decrements the backend's in-flight count,
-// feeds its latency EWMA and failure streak, and may eject it (see
-// OutlierDetection). Only the first Done or Cancel of a pick counts; Done
-// on the zero Pick does nothing. It allocates nothing, and never waits for
-// a picker rebuild (an ejection is applied in the background).
-func (p Pick) Done(err error, latency time.Duration) {
-	if !p.claim() {
-		return
-	}
-	b := p.Backend
-	b.observe(err, latency)
-	if err != nil && p.bal != nil {
-		p.bal.failed(b)
-	}
-}
-
-// Cancel ends a pick whose call never ran or whose caller gave up (a
-// cancelled context, a request that could not be built): it lowers the
-// in-flight count and records neither a success nor a failure, so the
-// backend's streak and latency are left as they were. Only the first Done
-// or Cancel of a pick counts. It allocates nothing.
-func (p Pick) Cancel() {
-	if p.claim() {
-		p.Backend.cancels.Add(1)
-		p.Backend.end()
-	}
-}
-
-// cancelSlow is Cancel for a call that was abandoned after latency (a
-// hedge's loser): its latency EWMA takes latency as a lower bound of the
-// call's, a sample that never lowers it.
-func (p Pick) cancelSlow(latency time.Duration) {
-	if p.claim() {
-		b := p.Backend
-		b.cancels.Add(1)
-		b.end()
-		if latency > 0 {
-			b.observeLatency(latency, true)
-		}
-	}
-}
-
 // Logger returns the balancer's logger (WithLogger; by default one that
 // discards everything), for components that report on the balancer's
 // behalf, like the Transport and resolvers.
 func (b *Balancer) Logger() *slog.Logger { return b.opts.logger }
-
-// Pick chooses a backend for a call with the given hash key ("" when the
-// call has none). The caller must call Done on the result when the call
-// ends. The error wraps ErrNoEndpoints when the set is empty, or is
-// ErrClosed after Close.
-func (b *Balancer) Pick(key string) (Pick, error) {
-	s := b.snap.Load()
-	if s.err != nil {
-		return Pick{}, s.err
-	}
-	be, err := s.picker.Pick(key)
-	if err != nil {
-		return Pick{}, err
-	}
-	if be.out.Load() != 0 && !s.all {
-		be = avoid(s, key, be)
-	}
-	if sh := be.share.Load(); sh != 0 {
-		be = b.ramped(s, key, be, sh)
-	}
-	return b.newPick(be), nil
-}
-
-// avoid returns a backend to use instead of be, which left the picker's
-// set (ejected, marked down) since the picker was built: a rebuild is on
-// its way, and until then picks go around be. Hash pickers go down the
-// key's order of preference, which on a ring is where the rebuilt picker
-// will send the key; the others pick again. If every backend of the
-// picker is out, be is kept.
-func avoid(s *snapshot, key string, be *Backend) *Backend {
-	if pl, ok := s.picker.(PreferenceLister); ok {
-		var buf [16]*Backend
-		for _, c := range pl.AppendPreferences(buf[:0], key, len(buf)) {
-			if c.out.Load() == 0 {
-				return c
-			}
-		}
-	} else {
-		for try := 0; try < 3; try++ {
-			if c, err := s.picker.Pick(key); err == nil && c.out.Load() == 0 {
-				return c
-			}
-		}
-	}
-	// Many backends out at once (rare, and only until the rebuild): the
-	// next one available after be, without allocating.
-	for _, set := range [][]*Backend{s.available, s.members} {
-		off := slices.Index(set, be) + 1
-		for i := range set {
-			if c := set[(off+i)%len(set)]; c.out.Load() == 0 {
-				return c
-			}
-		}
-	}
-	return be
-}
-
-// PickNext chooses a backend for a retry: one that is not in tried. Hash
-// strategies (pickers that implement PreferenceLister) go down the key's
-// order of preference; the others pick again, and fall back to the first
-// untried backend after the picker's last answer. Backends out of the picker
-// (ejected, unhealthy) are used only when every other one was tried. The
-// error wraps ErrNoEndpoints when every backend was tried.
-func (b *Balancer) PickNext(key string, tried []*Backend) (Pick, error) {
-	s := b.snap.Load()
-	if s.err != nil {
-		return Pick{}, s.err
-	}
-	be := nextUntried(s, key, tried)
-	if be == nil {
-		return Pick{}, fmt.Errorf("%w: all %d backends were tried", ErrNoEndpoints, len(s.members))
-	}
-	return b.newPick(be), nil
-}
-
-func nextUntried(s *snapshot, key string, tried []*Backend) *Backend {
-	var start *Backend // where the scans for an untried backend begin
-	usable := func(be *Backend) bool { return !containsBackend(tried, be) && (s.all || be.out.Load() == 0) }
-	if len(tried) == 0 {
-		if be, err := s.picker.Pick(key); err == nil && usable(be) {
-			return be
-		}
-	}
-	if pl, ok := s.picker.(PreferenceLister); ok {
-		for _, be := range pl.AppendPreferences(make([]*Backend, 0, len(tried)+1), key, len(tried)+1) {
-			if usable(be) {
-				return be
-			}
-			start = be
-		}
-	} else {
-		var last *Backend
-		for try := 0; try < 3; try++ {
-			be, err := s.picker.Pick(key)
-			if err == nil && usable(be) {
-				return be
-			}
-			last = be
-		}
-		// The scans below start after the picker's last answer: a position
-		// as random as the picker's own draws (and as repeatable, when its
-		// Builder has a seeded Rand).
-		start = last
-	}
-	for pass, set := range [][]*Backend{s.available, s.available, s.members} {
-		off := 0
-		if start != nil {
-			off = slices.Index(set, start) + 1 // 0 when not in set
-		}
-		for i := range set {
-			// The first pass takes backends still available, the others
-			// any untried one.
-			if be := set[(off+i)%len(set)]; !containsBackend(tried, be) && (pass > 0 || s.all || be.out.Load() == 0) {
-				return be
-			}
-		}
-	}
-	return nil
-}
 
 // Update replaces the endpoint set. It copies and validates eps (errors
 // wrap ErrInvalidEndpoint or ErrDuplicateEndpoint, and leave the balancer
@@ -517,104 +303,6 @@ func sameMeta(m *backendMeta, e Endpoint) bool {
 		w = 1
 	}
 	return m.weight == w && m.hashKey == e.HashKey && maps.Equal(m.labels, e.Labels)
-}
-
-// buildSnapshot builds a picker over the members that are available (not
-// ejected, not marked down) or, when none is, over all of them: a fleet
-// that is entirely failing is still used (the panic threshold). It is
-// called with b.buildMu held, and not b.mu.
-func (b *Balancer) buildSnapshot(members []*Backend, gen uint64) (*snapshot, error) {
-	if len(members) == 0 {
-		return &snapshot{gen: gen, err: fmt.Errorf("%w: the endpoint set is empty", ErrNoEndpoints)}, nil
-	}
-	if b.opts.locality != nil {
-		// A picker per locality tier, each over the tier's available
-		// backends (or its whole set, in panic); see locality.go.
-		return b.buildLocality(members, gen)
-	}
-	avail := make([]*Backend, 0, len(members))
-	for _, be := range members {
-		if be.available() {
-			avail = append(avail, be)
-		}
-	}
-	all := len(avail) == 0
-	if all {
-		avail = append(avail, members...)
-	}
-	p, err := b.builder.Build(slices.Clone(avail))
-	if err != nil {
-		return nil, err
-	}
-	if p == nil {
-		return nil, fmt.Errorf("%w: the Builder returned a nil Picker", ErrInvalidConfig)
-	}
-	return &snapshot{picker: p, available: avail, members: members, gen: gen, all: all}, nil
-}
-
-// rebuildLater marks the picker out of date with the backends'
-// availability, and makes sure a goroutine rebuilds it: the caller (an
-// ejection on a request's path, a health check) does not wait. Changes
-// that come while a rebuild runs are applied by one more rebuild, so k
-// changes cost at most a few builds, not k. Called with b.mu held.
-func (b *Balancer) rebuildLater() {
-	b.dirty.Store(true)
-	if b.closed || !b.rebuilding.CompareAndSwap(false, true) {
-		return
-	}
-	b.rebuilds.Add(1)
-	b.rebuildTimer = b.opts.clock.AfterFunc(0, b.runRebuilds)
-}
-
-// runRebuilds rebuilds the picker until it is up to date.
-func (b *Balancer) runRebuilds() {
-	for {
-		b.buildMu.Lock()
-		for b.dirty.Swap(false) {
-			b.rebuild()
-		}
-		b.buildMu.Unlock()
-		b.rebuilding.Store(false)
-		if !b.dirty.Load() || !b.rebuilding.CompareAndSwap(false, true) {
-			b.rebuilds.Done()
-			return
-		}
-	}
-}
-
-// settle applies pending availability changes to the picker now, on the
-// caller's goroutine: for tests that look at the picker right after an
-// ejection or a health change.
-func (b *Balancer) settle() {
-	b.buildMu.Lock()
-	defer b.buildMu.Unlock()
-	for b.dirty.Swap(false) {
-		b.rebuild()
-	}
-}
-
-// rebuild publishes a new picker over the current members, after
-// ejections, readmissions or health changes. Called with b.buildMu held.
-func (b *Balancer) rebuild() {
-	b.mu.Lock()
-	members, closed := b.members, b.closed
-	cur := b.snap.Load()
-	b.mu.Unlock()
-	if closed || len(members) == 0 {
-		return
-	}
-	s, err := b.buildSnapshot(members, cur.gen)
-	if err != nil {
-		// The builder accepted this set before; only a builder whose
-		// answer depends on the subset can fail here. Keep the old picker.
-		b.opts.logger.Error("lb: rebuilding the picker failed; keeping the previous one", "err", err)
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.closed && b.snap.Load() == cur { // Update holds buildMu: nothing else stores
-		b.snap.Store(s)
-	}
 }
 
 // SetHealthy marks the backend at addr up or down, as an active health
@@ -735,7 +423,10 @@ func (b *Balancer) stopTimer(be *Backend) {
 // DiscardHandler needs Go 1.24).
 type discardHandler struct{}
 
-func (discardHandler) Enabled(_ context.Context, _ slog.Level) bool  { return false }
+func (discardHandler) Enabled(_ context.Context, _ slog.Level) bool { return false }
+
 func (discardHandler) Handle(_ context.Context, _ slog.Record) error { return nil }
-func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler          { return d }
-func (d discardHandler) WithGroup(string) slog.Handler               { return d }
+
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler { return d }
+
+func (d discardHandler) WithGroup(string) slog.Handler { return d }
