@@ -194,7 +194,9 @@ func (e *dialError) Unwrap() error { return e.err }
 // ErrInvalidRequest is wrapped by the error of a request the Transport
 // refuses before it picks a backend, because net/http would refuse to send
 // it (a header value with a newline, an invalid method, a scheme other than
-// http and https, a ContentLength without a body) or because its body
+// http and https, a ContentLength without a body), or would not send its
+// Host as given (net/http blanks a Host with a space or a control
+// character, and replaces bytes that are not UTF-8), or because its body
 // failed on the caller's side (a read error, fewer or more bytes than
 // ContentLength). Such a request is never retried and never counts as a
 // backend's failure; the error also wraps ErrNotSent when no backend saw

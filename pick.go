@@ -3,7 +3,6 @@ package lb
 import (
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -16,23 +15,14 @@ type Pick struct {
 	// Backend is the chosen backend.
 	Backend *Backend
 	bal     *Balancer
-	tok     *pickToken
-	gen     uint64
+	tok     *atomic.Uint64 // the pick's ticket (see ticket.go)
+	gen     uint64         // the ticket's generation when the pick took it
 }
-
-// pickToken makes finishing a pick idempotent without an allocation: a
-// pick takes a token from a pool and notes its generation; finishing
-// advances the generation (only the first finish can) and returns the
-// token. A stale copy's generation no longer matches, however often the
-// token has been reused since.
-type pickToken struct{ gen atomic.Uint64 }
-
-var pickTokens = sync.Pool{New: func() any { return new(pickToken) }}
 
 func (b *Balancer) newPick(be *Backend) Pick {
 	be.begin()
-	t := pickTokens.Get().(*pickToken)
-	return Pick{Backend: be, bal: b, tok: t, gen: t.gen.Load()}
+	t, g := takeTicket()
+	return Pick{Backend: be, bal: b, tok: t, gen: g}
 }
 
 // claim reports whether this call is the first to finish the pick.
@@ -40,13 +30,7 @@ func (p *Pick) claim() bool {
 	if p.Backend == nil {
 		return false
 	}
-	if t := p.tok; t != nil {
-		if !t.gen.CompareAndSwap(p.gen, p.gen+1) {
-			return false
-		}
-		pickTokens.Put(t)
-	}
-	return true
+	return p.tok == nil || finishTicket(p.tok, p.gen)
 }
 
 // Addr returns the chosen backend's address ("" for the zero Pick).

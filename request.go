@@ -3,10 +3,12 @@ package lb
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // checkRequest returns why net/http would refuse to send req, or "".
@@ -35,45 +37,89 @@ func checkRequest(req *http.Request, schemes bool) string {
 	if !validHostHeader(host) {
 		return fmt.Sprintf("invalid Host %q", host)
 	}
-	for _, h := range []struct {
-		what string
-		hdr  http.Header
-	}{{"header", req.Header}, {"trailer", req.Trailer}} {
-		for k, vs := range h.hdr {
-			if !isToken(k) {
-				return fmt.Sprintf("invalid %s field name %q", h.what, k)
-			}
-			for _, v := range vs {
-				if !validFieldValue(v) {
-					return fmt.Sprintf("invalid %s field value for %q (a control character)", h.what, k)
-				}
+	if why := checkFields("header", req.Header); why != "" {
+		return why
+	}
+	if len(req.Trailer) > 0 {
+		return checkFields("trailer", req.Trailer)
+	}
+	return ""
+}
+
+// checkFields returns why net/http would refuse to send the header (or
+// trailer) fields h, or "".
+func checkFields(what string, h http.Header) string {
+	for k, vs := range h {
+		if !isToken(k) {
+			return fmt.Sprintf("invalid %s field name %q", what, k)
+		}
+		for _, v := range vs {
+			if !validFieldValue(v) {
+				return fmt.Sprintf("invalid %s field value for %q (a control character)", what, k)
 			}
 		}
 	}
 	return ""
 }
 
+// Byte classes, one table lookup a byte on every request's checks.
+const (
+	classToken = 1 << iota // a token character (RFC 9110 tchar)
+	classHost              // may appear in a Host header: URI host and port bytes, or non-ASCII
+	classCtl               // a control character a field value may not hold (all but tab)
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if b > ' ' && b < 0x7f && !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(b)) {
+			t[c] |= classToken
+		}
+		if b >= 0x80 || isAlnum(b) || strings.IndexByte("!$%&'()*+,-.:;=[]_~", b) >= 0 {
+			t[c] |= classHost
+		}
+		if b < ' ' && b != '\t' || b == 0x7f {
+			t[c] |= classCtl
+		}
+	}
+	return t
+}()
+
 // validFieldValue reports whether v may be sent as a header field value
 // (RFC 9110: no control characters but horizontal tab), as net/http checks.
 func validFieldValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+		if byteClass[v[i]]&classCtl != 0 {
 			return false
 		}
 	}
 	return true
 }
 
-// validHostHeader reports whether h may be sent as a Host header: the
-// bytes of a URI host and port (RFC 3986 reg-name, IP literal) or non-ASCII
-// (which net/http converts to punycode), as net/http checks.
+// validHostHeader reports whether h may be sent as a Host header as it
+// is: the bytes of a URI host and port (RFC 3986 reg-name, IP literal), or
+// a host in UTF-8 (which net/http converts to punycode; it refuses a Host
+// that is not UTF-8, and blanks one whose port is not ASCII).
 func validHostHeader(h string) bool {
+	ascii := true
 	for i := 0; i < len(h); i++ {
-		b := h[i]
-		if b >= 0x80 || isAlnum(b) || strings.IndexByte("!$%&'()*+,-.:;=[]_~", b) >= 0 {
-			continue
+		if c := byteClass[h[i]]; c&classHost == 0 {
+			return false
 		}
+		ascii = ascii && h[i] < utf8.RuneSelf
+	}
+	if ascii {
+		return true
+	}
+	if !utf8.ValidString(h) {
 		return false
+	}
+	if _, port, err := net.SplitHostPort(h); err == nil {
+		for i := 0; i < len(port); i++ {
+			if port[i] >= utf8.RuneSelf {
+				return false
+			}
+		}
 	}
 	return true
 }

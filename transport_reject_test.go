@@ -6,9 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -248,4 +251,99 @@ func servedHost(tr *lb.Transport, req *http.Request) bool {
 	cancel()
 	_, err := tr.RoundTrip(req.WithContext(ctx))
 	return !errors.Is(err, lb.ErrUnknownHost)
+}
+
+// Byte for byte, the Transport refuses the header names, header values and
+// methods that net/http's own Transport refuses to send, and no others:
+// each of the 256 bytes in each place, sent through a plain
+// http.Transport to a loopback server and through lb's. A Host header
+// net/http would not send as given (it blanks an invalid one, and refuses
+// it through a proxy) lb refuses, saying so, and it refuses no other.
+func TestTransportRefusesByteForByteAsNetHTTP(t *testing.T) {
+	t.Parallel()
+	var received atomic.Int64
+	var seenHost atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenHost.Store(r.Host)
+		received.Add(1)
+	}))
+	defer srv.Close()
+	plain := &http.Transport{}
+	defer plain.CloseIdleConnections()
+	bal, err := lb.NewBalancer(lb.RoundRobin{}, lb.WithEndpoints(lb.Addrs(srv.Listener.Addr().String())))
+	require.NoError(t, err)
+	defer bal.Close()
+	tr, err := lb.NewTransport(bal)
+	require.NoError(t, err)
+	defer tr.CloseIdleConnections()
+
+	places := []struct {
+		name string
+		set  func(r *http.Request, b byte)
+	}{
+		{"header name", func(r *http.Request, b byte) { r.Header["X-"+string([]byte{b})+"y"] = []string{"v"} }},
+		{"header value", func(r *http.Request, b byte) { r.Header["X-V"] = []string{"a" + string([]byte{b}) + "b"} }},
+		{"Host", func(r *http.Request, b byte) { r.Host = "svc" + string([]byte{b}) + "internal" }},
+		{"method", func(r *http.Request, b byte) { r.Method = "GE" + string([]byte{b}) + "T" }},
+	}
+	for _, pl := range places {
+		for c := 0; c < 256; c++ {
+			b := byte(c)
+			// net/http's verdict: it refused when the server saw nothing.
+			r, err := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+			require.NoError(t, err)
+			pl.set(r, b)
+			before := received.Load()
+			resp, err := plain.RoundTrip(r)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			netRefused := err != nil && received.Load() == before
+			if pl.name == "Host" {
+				// Not sent as given: refused, or sent blank.
+				netRefused = received.Load() == before || seenHost.Load() != r.Host
+			}
+
+			r, err = http.NewRequest(http.MethodGet, "http://svc.internal/", nil)
+			require.NoError(t, err)
+			pl.set(r, b)
+			resp, err = tr.RoundTrip(r)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			lbRefused := errors.Is(err, lb.ErrInvalidRequest)
+			assert.Equal(t, netRefused, lbRefused, "%s with byte %#02x: net/http refused %v, lb refused %v (%v)", pl.name, b, netRefused, lbRefused, err)
+		}
+	}
+	// Hosts beyond ASCII: net/http converts UTF-8 to punycode, and blanks
+	// a host whose port is not ASCII. Bytes that are not UTF-8 it sends
+	// as U+FFFD, losing them: lb refuses those.
+	for _, h := range []string{"svcé.internal", "é:80", "[é]:80", "é:é", "é:é:é", "svc é", "é/x", "a.é.", "ß.de", "svc💥x", "\xc3", "svc\xff\xfe", "é\x80", "é:8\x80"} {
+		place := places[2] // Host
+		r, err := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+		require.NoError(t, err)
+		r.Host = h
+		before := received.Load()
+		resp, err := plain.RoundTrip(r)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		sentAsGiven := received.Load() != before && seenHost.Load() != "" && utf8.ValidString(h)
+		r, err = http.NewRequest(http.MethodGet, "http://svc.internal/", nil)
+		require.NoError(t, err)
+		place.set(r, 'x')
+		r.Host = h
+		resp, err = tr.RoundTrip(r)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		assert.Equal(t, !sentAsGiven, errors.Is(err, lb.ErrInvalidRequest), "Host %q: net/http sent it %v; lb: %v", h, sentAsGiven, err)
+	}
+	for _, s := range bal.Stats() {
+		assert.Zero(t, s.Failures, "a refused request is never the backend's failure")
+	}
 }
