@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -18,14 +19,20 @@ import (
 // A word holds its generation times two, plus one while claimed. A
 // goroutine's first choice is the word its stack address hashes to, 16
 // words (128 bytes) from its neighbours', so concurrent callers rarely
-// share a cache line and a caller in a loop reuses its own word. The table
-// grows by chunks when every word a caller probes is claimed (more picks
-// in flight than the chunks hold); chunks are never freed.
+// share a cache line and a caller in a loop reuses its own word; when
+// those are claimed, it tries random places. The table grows by chunks
+// when a caller finds no free word in any chunk (more picks in flight
+// than the chunks hold); chunks are never freed.
 
 const (
 	ticketSlots  = 4096 // words a chunk (32 KiB)
 	ticketSpread = 16   // words between two goroutines' first choices
-	ticketProbes = 8    // words tried in each chunk
+	ticketProbes = 8    // consecutive words tried from a start
+	// ticketRetries is how many random starts a chunk is probed at when
+	// the caller's own start is full: in a chunk half claimed, a caller
+	// moves on to the next chunk with a chance of about 2^-64 (every one
+	// of 64 random words claimed).
+	ticketRetries = 8
 	// maxTicketChunks bounds the table (1,024 chunks: 32 MiB, 4M picks in
 	// flight); past it a ticket is allocated.
 	maxTicketChunks = 1024
@@ -57,8 +64,23 @@ func takeTicket() (*atomic.Uint64, uint64) {
 	return growTickets(start)
 }
 
-// claim tries the probe words from start on.
+// claim tries the probe words from start on, then from a few random
+// places, so that a chunk fills up before the table grows even when one
+// goroutine holds many picks at once (its start is always the same).
 func (c *ticketChunk) claim(start uintptr) (*atomic.Uint64, uint64, bool) {
+	if w, g, ok := c.probe(start); ok {
+		return w, g, true
+	}
+	for i := 0; i < ticketRetries; i++ {
+		if w, g, ok := c.probe(uintptr(rand.Uint64())); ok {
+			return w, g, true
+		}
+	}
+	return nil, 0, false
+}
+
+// probe tries the ticketProbes words from start on.
+func (c *ticketChunk) probe(start uintptr) (*atomic.Uint64, uint64, bool) {
 	for i := uintptr(0); i < ticketProbes; i++ {
 		w := &c.words[(start+i)&(ticketSlots-1)]
 		if g := w.Load(); g&1 == 0 && w.CompareAndSwap(g, g|1) {
